@@ -13,6 +13,7 @@ import abc
 from typing import Any
 
 import equinox as eqx
+import jax
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 
@@ -32,7 +33,9 @@ class AbstractDensityModel(AbstractGenerativeModel):
     """A generative model that also evaluates (or unbiasedly estimates) log-densities."""
 
     @abc.abstractmethod
-    def log_prob(self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None) -> Float[Array, " num"]:
+    def log_prob(
+        self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " num"]:
         """Log-density of a batch ``x``: exact, or an unbiased estimate where the model allows only that."""
 
 
@@ -41,3 +44,16 @@ def split_batch(batch: Any) -> tuple[Array, Any]:
     if isinstance(batch, dict):
         return batch["x"], batch.get("cond")
     return batch, None
+
+
+def trainable_filter(model: eqx.Module) -> Any:
+    """Boolean pytree marking a model's trainable leaves: its inexact arrays, except under ``frozen_fields``.
+
+    A model lists fields whose arrays must not be trained (a base distribution's parameters, a fixed reference
+    process) in a class variable ``frozen_fields``; everything else that is a floating array is a parameter.
+    """
+    spec = jax.tree_util.tree_map(eqx.is_inexact_array, model)
+    for name in getattr(model, "frozen_fields", ()):
+        frozen = jax.tree_util.tree_map(lambda _: False, getattr(model, name))
+        spec = eqx.tree_at(lambda m, n=name: getattr(m, n), spec, frozen, is_leaf=lambda x: x is None)
+    return spec

@@ -9,7 +9,10 @@ import pytest  # noqa: E402
 @pytest.fixture
 def x64():
     """Enable float64 for a test that compares against a closed form."""
+    # Traces cached under one precision must not leak into the other, so caches are cleared on both edges.
     prev = jax.config.jax_enable_x64
+    jax.clear_caches()
     jax.config.update("jax_enable_x64", True)
     yield
+    jax.clear_caches()
     jax.config.update("jax_enable_x64", prev)

@@ -1,1 +1,37 @@
-"""genflow.solvers."""
+"""Integrators (fixed-step ``lax.scan`` and diffrax), divergences and the change-of-variables ODE."""
+
+from genflow.solvers._divergence import (
+    divergence_exact,
+    divergence_hutchinson,
+    ode_log_prob,
+    rademacher_like,
+)
+from genflow.solvers._ode import (
+    RK4,
+    AbstractFixedStepSolver,
+    AbstractODESolver,
+    DiffraxODE,
+    Euler,
+    Heun,
+    Midpoint,
+    Solution,
+)
+from genflow.solvers._sde import AbstractSDESolver, EulerMaruyama, StochasticHeun
+
+__all__ = [
+    "RK4",
+    "AbstractFixedStepSolver",
+    "AbstractODESolver",
+    "AbstractSDESolver",
+    "DiffraxODE",
+    "Euler",
+    "EulerMaruyama",
+    "Heun",
+    "Midpoint",
+    "Solution",
+    "StochasticHeun",
+    "divergence_exact",
+    "divergence_hutchinson",
+    "ode_log_prob",
+    "rademacher_like",
+]

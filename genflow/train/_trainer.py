@@ -1,0 +1,249 @@
+"""The trainer: many optimizer steps per jit call, EMA, checkpoints, NaN guard, exact resume.
+
+One ``eqx.filter_jit`` call runs ``steps_per_call`` optimizer steps under ``lax.scan``; synthetic data is sampled
+and finite datasets are minibatched inside that call from the state's key, so Python runs once per chunk. The
+whole state (parameters, EMA, optimizer state, step, key) is saved at chunk boundaries, which makes a resumed run
+compute exactly the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+from tqdm.auto import tqdm
+
+from genflow._base import trainable_filter
+from genflow.train._checkpoint import CheckpointManager
+from genflow.train._logging import MetricsLogger
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; carries the first bad ``step`` and the last good checkpoint step."""
+
+    def __init__(self, step: int, checkpoint_step: int | None):
+        self.step, self.checkpoint_step = step, checkpoint_step
+        where = f"step {checkpoint_step}" if checkpoint_step is not None else "none written"
+        super().__init__(
+            f"loss is not finite at step {step}; training stopped (last good checkpoint: {where})"
+        )
+
+
+class TrainState(eqx.Module):
+    """Everything a run needs to continue: model, EMA model, optimizer state, step and key."""
+
+    model: eqx.Module
+    ema_model: eqx.Module
+    opt_state: Any
+    step: Int[Array, ""]
+    key: PRNGKeyArray
+
+
+Hook = Callable[[TrainState, int], "dict[str, Any] | None"]
+
+
+def _ema_update(ema: Any, new: Any, decay: float) -> Any:
+    """``ema <- decay * ema + (1 - decay) * new`` on trainable leaves; other leaves follow ``new``."""
+    return jax.tree_util.tree_map(
+        lambda e, p: decay * e + (1 - decay) * p if eqx.is_inexact_array(p) else p, ema, new
+    )
+
+
+# No buffer donation: the NaN guard checkpoints the state from before the chunk, so its buffers must survive.
+@eqx.filter_jit
+def _train_chunk(
+    data: Any,
+    state: TrainState,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    num_steps: int,
+    ema_decay: float,
+) -> tuple[TrainState, Float[Array, " num_steps"]]:
+    spec = trainable_filter(state.model)
+    frozen = eqx.filter(state.model, spec, inverse=True)
+
+    def loss_fn(params, key, batch):
+        return eqx.combine(params, frozen).loss(key, batch)
+
+    def body(carry, _):
+        params, ema, opt_state, key = carry
+        key, k_data, k_loss = jax.random.split(key, 3)
+        batch = data.sample(k_data, batch_size)
+        loss, grads = jax.value_and_grad(loss_fn)(params, k_loss, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, _ema_update(ema, params, ema_decay), opt_state, key), loss
+
+    init = (eqx.filter(state.model, spec), eqx.filter(state.ema_model, spec), state.opt_state, state.key)
+    (params, ema, opt_state, key), losses = jax.lax.scan(body, init, None, length=num_steps)
+    new = TrainState(
+        model=eqx.combine(params, frozen),
+        ema_model=eqx.combine(ema, frozen),
+        opt_state=opt_state,
+        step=state.step + num_steps,
+        key=key,
+    )
+    return new, losses
+
+
+class Trainer:
+    """Fits any ``AbstractGenerativeModel`` to any data object with ``sample(key, batch_size)``.
+
+    Args:
+        optimizer: an optax transformation (see :func:`make_optimizer`).
+        num_steps: total optimizer steps.
+        batch_size: examples per step.
+        steps_per_call: optimizer steps per jit call (one ``lax.scan``); must divide ``num_steps``.
+        ema_decay: decay of the exponential moving average of the parameters.
+        run_dir: where metrics.jsonl and checkpoints/ go (``None``: no files are written).
+        checkpoint_every: steps between checkpoints (a multiple of ``steps_per_call``; 0 disables).
+        keep_checkpoints: how many recent checkpoints to keep.
+        eval_every: steps between calls of the evaluation hooks (a multiple of ``steps_per_call``; 0: only at the
+            end).
+        progress: show a tqdm bar with loss and steps/s.
+        tensorboard: also log to TensorBoard when tensorboardX is installed.
+    """
+
+    def __init__(
+        self,
+        optimizer: optax.GradientTransformation,
+        num_steps: int,
+        batch_size: int,
+        steps_per_call: int = 100,
+        ema_decay: float = 0.999,
+        run_dir: str | Path | None = None,
+        checkpoint_every: int = 0,
+        keep_checkpoints: int = 3,
+        eval_every: int = 0,
+        progress: bool = True,
+        tensorboard: bool = False,
+    ):
+        check_schedule(num_steps, batch_size, steps_per_call, checkpoint_every, eval_every, ema_decay)
+        self.optimizer = optimizer
+        self.num_steps, self.batch_size, self.steps_per_call = num_steps, batch_size, steps_per_call
+        self.ema_decay = ema_decay
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.checkpoint_every, self.eval_every = checkpoint_every, eval_every
+        self.progress, self.tensorboard = progress, tensorboard
+        self.checkpoints = (
+            None
+            if self.run_dir is None
+            else CheckpointManager(self.run_dir / "checkpoints", keep_checkpoints)
+        )
+
+    def init(self, model: eqx.Module, key: PRNGKeyArray) -> TrainState:
+        """A fresh state: EMA starts at the initial parameters, step 0."""
+        params = eqx.filter(model, trainable_filter(model))
+        return TrainState(model, model, self.optimizer.init(params), jnp.asarray(0, jnp.int32), key)
+
+    def train_chunk(self, state: TrainState, data: Any, num_steps: int | None = None):
+        """Run ``num_steps`` (default ``steps_per_call``) optimizer steps in one jit call."""
+        n = self.steps_per_call if num_steps is None else num_steps
+        return _train_chunk(data, state, self.optimizer, self.batch_size, n, self.ema_decay)
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _to_disk(state: TrainState):
+        return (state.model, state.ema_model, state.opt_state, state.step, jax.random.key_data(state.key))
+
+    def save(self, state: TrainState) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.save(int(state.step), self._to_disk(state))
+
+    def restore(self, like: TrainState, step: int | None = None) -> TrainState:
+        """Load a checkpoint into the skeleton ``like`` (same model/optimizer structure)."""
+        model, ema, opt_state, step_arr, key_data = self.checkpoints.restore(self._to_disk(like), step)
+        impl = jax.random.key_impl(like.key)
+        return TrainState(model, ema, opt_state, step_arr, jax.random.wrap_key_data(key_data, impl=impl))
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        model: eqx.Module,
+        data: Any,
+        *,
+        key: PRNGKeyArray,
+        hooks: Sequence[Hook] = (),
+        resume: bool = True,
+    ) -> TrainState:
+        """Train from scratch, or from the latest checkpoint in ``run_dir`` when ``resume``.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN/inf. The last good state is checkpointed first.
+        """
+        state = self.init(model, key)
+        logger = MetricsLogger(self.run_dir, self.tensorboard) if self.run_dir is not None else None
+        if resume and self.checkpoints is not None and self.checkpoints.latest_step() is not None:
+            state = self.restore(state)
+            if logger is not None:
+                logger.truncate_after(int(state.step))
+        start = int(state.step)
+        bar = tqdm(total=self.num_steps, initial=start, disable=not self.progress, dynamic_ncols=True)
+        try:
+            state = self._loop(state, data, hooks, logger, bar)
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
+        return state
+
+    def _loop(self, state, data, hooks, logger, bar):
+        step = int(state.step)
+        last_saved = self.checkpoints.latest_step() if self.checkpoints is not None else None
+        while step < self.num_steps:
+            t0 = time.perf_counter()
+            new_state, losses = self.train_chunk(state, data)
+            losses = np.asarray(losses)  # the one host sync per chunk
+            elapsed = time.perf_counter() - t0
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                if last_saved != step:
+                    self.save(state)
+                    last_saved = step if self.checkpoints is not None else last_saved
+                raise NonFiniteLossError(step + int(bad[0]) + 1, last_saved)
+            state, step = new_state, step + self.steps_per_call
+            rate = self.steps_per_call / max(elapsed, 1e-9)
+            bar.update(self.steps_per_call)
+            bar.set_postfix(loss=f"{losses.mean():.4g}", steps_s=f"{rate:.0f}")
+            record = {"loss": float(losses.mean()), "loss_last": float(losses[-1]), "steps_per_sec": rate}
+            if (self.eval_every and step % self.eval_every == 0) or step == self.num_steps:
+                for hook in hooks:
+                    record.update(hook(state, step) or {})
+            if logger is not None:
+                logger.log(step, **record)
+            if self.checkpoints is not None and (
+                (self.checkpoint_every and step % self.checkpoint_every == 0) or step == self.num_steps
+            ):
+                self.save(state)
+                last_saved = step
+        return state
+
+
+def check_schedule(num_steps, batch_size, steps_per_call, checkpoint_every=0, eval_every=0, ema_decay=0.999):
+    """Validate the loop's integers before anything compiles; messages name the key, value and what is allowed."""
+    for name, value in (
+        ("num_steps", num_steps),
+        ("batch_size", batch_size),
+        ("steps_per_call", steps_per_call),
+    ):
+        if not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"train.{name}={value!r} is invalid: must be a positive integer")
+    if num_steps % steps_per_call:
+        raise ValueError(
+            f"train.num_steps={num_steps} is invalid: must be a multiple of train.steps_per_call={steps_per_call}"
+        )
+    for name, value in (("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
+        if value < 0 or value % steps_per_call:
+            raise ValueError(
+                f"train.{name}={value!r} is invalid: must be 0 or a multiple of train.steps_per_call={steps_per_call}"
+            )
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay={ema_decay!r} is invalid: must lie in [0, 1)")
