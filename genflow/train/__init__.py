@@ -1,17 +1,24 @@
 """Training: scan-chunked trainer, EMA, optimizers, atomic checkpoints, metrics logging."""
 
 from genflow.train._checkpoint import CheckpointManager
+from genflow.train._hooks import SampleHook, write_sample_figure
 from genflow.train._logging import MetricsLogger
 from genflow.train._optim import make_optimizer, make_schedule
+from genflow.train._plots import plot_image_grid, plot_samples_2d, plot_trajectories_2d
 from genflow.train._trainer import NonFiniteLossError, Trainer, TrainState, check_schedule
 
 __all__ = [
     "CheckpointManager",
     "MetricsLogger",
     "NonFiniteLossError",
+    "SampleHook",
     "TrainState",
     "Trainer",
     "check_schedule",
     "make_optimizer",
     "make_schedule",
+    "plot_image_grid",
+    "plot_samples_2d",
+    "plot_trajectories_2d",
+    "write_sample_figure",
 ]

@@ -26,15 +26,17 @@ from genflow.train._checkpoint import CheckpointManager
 from genflow.train._logging import MetricsLogger
 
 
+def _is_shape(x) -> bool:
+    return isinstance(x, jax.ShapeDtypeStruct)
+
+
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; carries the first bad ``step`` and the last good checkpoint step."""
 
     def __init__(self, step: int, checkpoint_step: int | None):
         self.step, self.checkpoint_step = step, checkpoint_step
         where = f"step {checkpoint_step}" if checkpoint_step is not None else "none written"
-        super().__init__(
-            f"loss is not finite at step {step}; training stopped (last good checkpoint: {where})"
-        )
+        super().__init__(f"loss is not finite at step {step}; training stopped (last good checkpoint: {where})")
 
 
 class TrainState(eqx.Module):
@@ -50,11 +52,22 @@ class TrainState(eqx.Module):
 Hook = Callable[[TrainState, int], "dict[str, Any] | None"]
 
 
-def _ema_update(ema: Any, new: Any, decay: float) -> Any:
+def ema_decay_at(step: Array, decay: float, warmup: bool = True) -> Array:
+    """EMA decay at optimizer step ``step`` (1-based): ``min(decay, (1 + step) / (10 + step))`` with warmup.
+
+    Without warmup a short run's average is dominated by the random initialisation (0.999^1000 = 0.37).
+
+    References:
+        Tarvainen & Valpola, "Mean teachers are better role models", NeurIPS 2017 (the warmup form used in diffusers).
+    """
+    if not warmup:
+        return jnp.asarray(decay)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def _ema_update(ema: Any, new: Any, decay: Array) -> Any:
     """``ema <- decay * ema + (1 - decay) * new`` on trainable leaves; other leaves follow ``new``."""
-    return jax.tree_util.tree_map(
-        lambda e, p: decay * e + (1 - decay) * p if eqx.is_inexact_array(p) else p, ema, new
-    )
+    return jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p if eqx.is_inexact_array(p) else p, ema, new)
 
 
 # No buffer donation: the NaN guard checkpoints the state from before the chunk, so its buffers must survive.
@@ -66,6 +79,7 @@ def _train_chunk(
     batch_size: int,
     num_steps: int,
     ema_decay: float,
+    ema_warmup: bool,
 ) -> tuple[TrainState, Float[Array, " num_steps"]]:
     spec = trainable_filter(state.model)
     frozen = eqx.filter(state.model, spec, inverse=True)
@@ -73,17 +87,19 @@ def _train_chunk(
     def loss_fn(params, key, batch):
         return eqx.combine(params, frozen).loss(key, batch)
 
-    def body(carry, _):
+    def body(carry, step):
         params, ema, opt_state, key = carry
         key, k_data, k_loss = jax.random.split(key, 3)
         batch = data.sample(k_data, batch_size)
         loss, grads = jax.value_and_grad(loss_fn)(params, k_loss, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return (params, _ema_update(ema, params, ema_decay), opt_state, key), loss
+        decay = ema_decay_at(step.astype(jnp.float32), ema_decay, ema_warmup)
+        return (params, _ema_update(ema, params, decay), opt_state, key), loss
 
     init = (eqx.filter(state.model, spec), eqx.filter(state.ema_model, spec), state.opt_state, state.key)
-    (params, ema, opt_state, key), losses = jax.lax.scan(body, init, None, length=num_steps)
+    steps = state.step + 1 + jnp.arange(num_steps)
+    (params, ema, opt_state, key), losses = jax.lax.scan(body, init, steps)
     new = TrainState(
         model=eqx.combine(params, frozen),
         ema_model=eqx.combine(ema, frozen),
@@ -103,6 +119,7 @@ class Trainer:
         batch_size: examples per step.
         steps_per_call: optimizer steps per jit call (one ``lax.scan``); must divide ``num_steps``.
         ema_decay: decay of the exponential moving average of the parameters.
+        ema_warmup: ramp the decay up as ``min(ema_decay, (1 + t) / (10 + t))``.
         run_dir: where metrics.jsonl and checkpoints/ go (``None``: no files are written).
         checkpoint_every: steps between checkpoints (a multiple of ``steps_per_call``; 0 disables).
         keep_checkpoints: how many recent checkpoints to keep.
@@ -119,6 +136,7 @@ class Trainer:
         batch_size: int,
         steps_per_call: int = 100,
         ema_decay: float = 0.999,
+        ema_warmup: bool = True,
         run_dir: str | Path | None = None,
         checkpoint_every: int = 0,
         keep_checkpoints: int = 3,
@@ -129,14 +147,12 @@ class Trainer:
         check_schedule(num_steps, batch_size, steps_per_call, checkpoint_every, eval_every, ema_decay)
         self.optimizer = optimizer
         self.num_steps, self.batch_size, self.steps_per_call = num_steps, batch_size, steps_per_call
-        self.ema_decay = ema_decay
+        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.checkpoint_every, self.eval_every = checkpoint_every, eval_every
         self.progress, self.tensorboard = progress, tensorboard
         self.checkpoints = (
-            None
-            if self.run_dir is None
-            else CheckpointManager(self.run_dir / "checkpoints", keep_checkpoints)
+            None if self.run_dir is None else CheckpointManager(self.run_dir / "checkpoints", keep_checkpoints)
         )
 
     def init(self, model: eqx.Module, key: PRNGKeyArray) -> TrainState:
@@ -147,12 +163,16 @@ class Trainer:
     def train_chunk(self, state: TrainState, data: Any, num_steps: int | None = None):
         """Run ``num_steps`` (default ``steps_per_call``) optimizer steps in one jit call."""
         n = self.steps_per_call if num_steps is None else num_steps
-        return _train_chunk(data, state, self.optimizer, self.batch_size, n, self.ema_decay)
+        return _train_chunk(data, state, self.optimizer, self.batch_size, n, self.ema_decay, self.ema_warmup)
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     @staticmethod
     def _to_disk(state: TrainState):
-        return (state.model, state.ema_model, state.opt_state, state.step, jax.random.key_data(state.key))
+        # Typed keys are stored as their raw uint32 data; an eval_shape skeleton carries a ShapeDtypeStruct key.
+        key_data = (
+            jax.eval_shape(jax.random.key_data, state.key) if _is_shape(state.key) else jax.random.key_data(state.key)
+        )
+        return (state.model, state.ema_model, state.opt_state, state.step, key_data)
 
     def save(self, state: TrainState) -> None:
         if self.checkpoints is not None:
@@ -161,7 +181,7 @@ class Trainer:
     def restore(self, like: TrainState, step: int | None = None) -> TrainState:
         """Load a checkpoint into the skeleton ``like`` (same model/optimizer structure)."""
         model, ema, opt_state, step_arr, key_data = self.checkpoints.restore(self._to_disk(like), step)
-        impl = jax.random.key_impl(like.key)
+        impl = None if _is_shape(like.key) else jax.random.key_impl(like.key)
         return TrainState(model, ema, opt_state, step_arr, jax.random.wrap_key_data(key_data, impl=impl))
 
     # -- the loop ---------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def trainer(**kw):
 
 def test_scan_chunk_matches_a_plain_python_loop():
     model, key = Regression(jax.random.key(0)), jax.random.key(1)
-    tr = trainer(ema_decay=0.9)
+    tr = trainer(ema_decay=0.9, ema_warmup=False)
     state, losses = tr.train_chunk(tr.init(model, key), DATA, num_steps=5)
 
     opt = make_optimizer("adam", lr=1e-2)
@@ -152,6 +152,17 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path):
     like = tr.init(Diverging(jnp.asarray(0.0)), jax.random.key(0))
     restored = tr.restore(like)
     assert int(restored.step) == good and np.isfinite(float(restored.model.w))
+
+
+def test_ema_warmup_formula():
+    model, key = Regression(jax.random.key(0)), jax.random.key(1)
+    tr = trainer(ema_decay=0.99)
+    s0 = tr.init(model, key)
+    s1, _ = tr.train_chunk(s0, DATA, num_steps=1)
+    s2, _ = tr.train_chunk(s1, DATA, num_steps=1)
+    d1, d2 = 2 / 11, 3 / 12  # (1 + t) / (10 + t) < 0.99 for the first steps
+    e1 = d1 * s0.model.lin.weight + (1 - d1) * s1.model.lin.weight
+    np.testing.assert_allclose(s2.ema_model.lin.weight, d2 * e1 + (1 - d2) * s2.model.lin.weight, rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,152 @@
+"""Build, validate and reload runs from Hydra configs. The only library-facing code that touches hydra/omegaconf.
+
+Validation runs before anything compiles: it instantiates the cheap parts (data, sampler, optimizer), traces the
+network and model constructors with ``eqx.filter_eval_shape`` (shapes only), and checks the loop's integers. Every
+failure is a :class:`ConfigError` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from genflow.train import SampleHook, Trainer, check_schedule
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+STRUCTURAL_GROUPS = ("model", "net", "data")
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the key, the value and what is allowed."""
+
+
+def _root_message(err: BaseException) -> str:
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
+
+
+def instantiate_at(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate(cfg.<key>)``, turning any construction error into a ConfigError that names ``key``."""
+    node = OmegaConf.select(cfg, key)
+    if node is None:
+        raise ConfigError(f"{key} is missing from the config")
+    try:
+        if not kwargs:
+            return instantiate(node, _convert_="all")
+        # Objects (equinox modules are dataclasses) must not pass through OmegaConf: bind them after instantiation.
+        return instantiate(node, _convert_="all", _partial_=True)(**kwargs)
+    except (InstantiationException, ValueError, TypeError) as err:
+        raise ConfigError(f"{key}: {_root_message(err)} (value: {OmegaConf.to_container(node)})") from err
+
+
+def build_data(cfg: DictConfig) -> Any:
+    return instantiate_at(cfg, "data")
+
+
+def build_sampler(cfg: DictConfig) -> Any:
+    return instantiate_at(cfg, "sampler")
+
+
+def build_net(cfg: DictConfig, key) -> eqx.Module:
+    return instantiate_at(cfg, "net")(key=key)
+
+
+def build_model(cfg: DictConfig, data_shape: tuple[int, ...], key) -> eqx.Module:
+    net = build_net(cfg, key)
+    return instantiate_at(cfg, "model", net=net, data_shape=tuple(data_shape), sampler=build_sampler(cfg))
+
+
+def build_trainer(cfg: DictConfig, run_dir: str | Path | None) -> Trainer:
+    t = cfg.train
+    return Trainer(
+        optimizer=instantiate_at(cfg, "optim"),
+        num_steps=t.num_steps,
+        batch_size=t.batch_size,
+        steps_per_call=t.steps_per_call,
+        ema_decay=t.ema_decay,
+        ema_warmup=t.ema_warmup,
+        run_dir=run_dir,
+        checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints,
+        eval_every=t.eval_every,
+        progress=t.progress,
+        tensorboard=t.tensorboard,
+    )
+
+
+def _net_size_keys(cfg: DictConfig) -> str:
+    keys = [k for k in ("data_dim", "in_channels", "image_size") if k in cfg.net]
+    return ", ".join(f"net.{k}={cfg.net[k]}" for k in keys) or "net"
+
+
+def check_net_matches_data(cfg: DictConfig, data: Any) -> None:
+    """The network's declared input shape must equal the data's example shape."""
+    net = eqx.filter_eval_shape(build_net, cfg, jax.random.key(0))
+    want, got = tuple(getattr(net, "data_shape", ())), tuple(data.event_shape)
+    if want and want != got:
+        raise ConfigError(
+            f"{_net_size_keys(cfg)} does not match the data: net takes examples of shape {want} but "
+            f"data ({cfg.data.get('_target_')}, {cfg.data.get('name', '')}) gives {got}. Allowed: a net whose input "
+            f"shape is {got}" + (f" (e.g. net.data_dim={math.prod(got)})" if len(got) == 1 else " (e.g. net=unet)")
+        )
+
+
+def validate(cfg: DictConfig) -> Any:
+    """Check a config before compiling anything; returns the instantiated data set."""
+    t = cfg.train
+    try:
+        check_schedule(t.num_steps, t.batch_size, t.steps_per_call, t.checkpoint_every, t.eval_every, t.ema_decay)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    if cfg.eval.num_samples <= 0:
+        raise ConfigError(f"eval.num_samples={cfg.eval.num_samples} is invalid: must be a positive integer")
+    data = build_data(cfg)
+    build_sampler(cfg)
+    instantiate_at(cfg, "optim")
+    check_net_matches_data(cfg, data)
+    eqx.filter_eval_shape(build_model, cfg, tuple(data.event_shape), jax.random.key(0))
+    return data
+
+
+def check_resumable(cfg: DictConfig, run_dir: Path) -> None:
+    """A run directory may only be resumed with the same model, network and data."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.exists():
+        return
+    saved = OmegaConf.load(saved_path)
+    for group in STRUCTURAL_GROUPS:
+        new = OmegaConf.to_container(cfg[group], resolve=True)
+        if OmegaConf.to_container(saved[group], resolve=True) != new:
+            raise ConfigError(
+                f"{group}: differs from the run saved in {saved_path} ({OmegaConf.to_container(saved[group])} vs "
+                f"{new}); allowed: the saved {group}, or a new run directory (hydra.run.dir=...)"
+            )
+
+
+def make_hooks(cfg: DictConfig, data: Any, run_dir: Path) -> list:
+    return [SampleHook(data, run_dir, cfg.eval.num_samples, plot=cfg.eval.plot, seed=cfg.train.seed)]
+
+
+def load_run(run_dir: str | Path, step: int | None = None) -> tuple[DictConfig, Any, Any]:
+    """Rebuild a run from ``run_dir/config.yaml`` and its latest (or given) checkpoint.
+
+    The skeleton comes from ``eqx.filter_eval_shape``, so nothing is initialised twice. Returns
+    ``(cfg, state, data)`` where ``state`` is the restored :class:`TrainState`.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml: not a genflow run directory")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    data = build_data(cfg)
+    trainer = build_trainer(cfg, run_dir)
+    key = jax.random.key(cfg.train.seed)
+    skeleton = eqx.filter_eval_shape(lambda: trainer.init(build_model(cfg, tuple(data.event_shape), key), key))
+    return cfg, trainer.restore(skeleton, step), data
