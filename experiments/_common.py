@@ -56,7 +56,11 @@ def build_sampler(cfg: DictConfig) -> Any:
 
 
 def build_net(cfg: DictConfig, key) -> eqx.Module:
-    return instantiate_at(cfg, "net")(key=key)
+    make = instantiate_at(cfg, "net")  # a partial: the constructor runs only when it gets its key
+    try:
+        return make(key=key)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"net: {_root_message(err)} (value: {OmegaConf.to_container(cfg.net)})") from err
 
 
 def build_model(cfg: DictConfig, data_shape: tuple[int, ...], key) -> eqx.Module:

@@ -26,7 +26,6 @@ from _common import ConfigError, build_model, build_trainer, check_resumable, ma
 
 from genflow.train import NonFiniteLossError, plot_trajectories_2d, write_sample_figure  # noqa: E402
 
-
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no TPU/GPU probing noise in run logs
 
 

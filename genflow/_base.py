@@ -33,9 +33,7 @@ class AbstractDensityModel(AbstractGenerativeModel):
     """A generative model that also evaluates (or unbiasedly estimates) log-densities."""
 
     @abc.abstractmethod
-    def log_prob(
-        self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, " num"]:
+    def log_prob(self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None) -> Float[Array, " num"]:
         """Log-density of a batch ``x``: exact, or an unbiased estimate where the model allows only that."""
 
 

@@ -1,5 +1,28 @@
-"""Analytic densities used as targets and oracles."""
+"""Analytic densities used as targets and oracles.
 
-from genflow.distributions._base import AbstractDistribution, StandardNormal
+Gaussians and Gaussian mixtures (exact log-density, score and moments), and energies used as sampling targets
+(double well, banana, Neal's funnel, a 2D cross, von Mises mixtures on the torus). Each energy's class
+attribute ``normalized`` says whether its ``log_prob`` includes the log-normaliser.
+"""
 
-__all__ = ["AbstractDistribution", "StandardNormal"]
+from genflow.distributions._base import AbstractDistribution, AbstractEnergy, StandardNormal
+from genflow.distributions._energies import Banana, Cross2D, DoubleWell, NealFunnel
+from genflow.distributions._gaussian import Gaussian, GaussianMixture
+from genflow.distributions._rejection import rejection_sample
+from genflow.distributions._torus import TorusVonMisesMixture, sample_von_mises, wrap_angle
+
+__all__ = [
+    "AbstractDistribution",
+    "AbstractEnergy",
+    "Banana",
+    "Cross2D",
+    "DoubleWell",
+    "Gaussian",
+    "GaussianMixture",
+    "NealFunnel",
+    "StandardNormal",
+    "TorusVonMisesMixture",
+    "rejection_sample",
+    "sample_von_mises",
+    "wrap_angle",
+]

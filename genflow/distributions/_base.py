@@ -13,9 +13,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 class AbstractDistribution(eqx.Module):
     """Something that can be sampled from a key inside jit.
 
-    ``sample(key, num)`` returns a batch with leading axis ``num``. ``event_shape`` is the shape of one example.
-    Subclasses with a tractable density also override ``log_prob`` (per example, batched by leading axes) and
-    get ``score`` for free.
+    ``sample(key, num)`` returns a batch with leading axis ``num``. ``event_shape`` is the shape of one
+    example. Subclasses with a tractable density also override ``log_prob`` (per example, batched by leading
+    axes) and get ``score`` for free.
     """
 
     @property
@@ -27,11 +27,11 @@ class AbstractDistribution(eqx.Module):
     def sample(self, key: PRNGKeyArray, num: int) -> Float[Array, "num ..."]:
         """Draw ``num`` independent samples."""
 
-    def log_prob(self, x: Float[Array, "... d"]) -> Float[Array, "..."]:
+    def log_prob(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch"]:
         """Log-density (normalised unless the subclass says otherwise)."""
         raise NotImplementedError(f"{type(self).__name__} has no tractable log_prob")
 
-    def score(self, x: Float[Array, "... d"]) -> Float[Array, "... d"]:
+    def score(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch d"]:
         """Score ``grad_x log p(x)``, batched over leading axes."""
         flat = x.reshape((-1, *self.event_shape))
         g = jax.vmap(jax.grad(lambda xi: self.log_prob(xi)))(flat)
@@ -62,3 +62,18 @@ class StandardNormal(AbstractDistribution):
 
     def score(self, x):
         return -x
+
+
+class AbstractEnergy(AbstractDistribution):
+    r"""A sampling target given by an energy: $p(x) \propto \exp(-E(x))$.
+
+    ``log_prob(x)`` returns $-E(x)$ plus the log-normaliser where it is known; the class attribute
+    ``normalized`` says which. ``energy`` and ``score`` are batched over the leading axes of ``x``. ``sample``
+    is exact where an exact sampler exists and raises ``NotImplementedError`` otherwise.
+    """
+
+    normalized: eqx.AbstractClassVar[bool]
+
+    def energy(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch"]:
+        """Energy ``E(x) = -log_prob(x)`` (up to the constant when ``normalized`` is False)."""
+        return -self.log_prob(x)

@@ -61,9 +61,7 @@ class FlowMatching(AbstractDensityModel):
         self.sampler = Euler(num_steps=100) if sampler is None else sampler
         self.likelihood_solver = likelihood_solver if likelihood_solver is not None else self.sampler
         if tuple(self.base.event_shape) != self.data_shape:
-            raise ValueError(
-                f"base event_shape {self.base.event_shape} does not match data_shape {self.data_shape}"
-            )
+            raise ValueError(f"base event_shape {self.base.event_shape} does not match data_shape {self.data_shape}")
 
     def velocity(self, t, x: Array, cond: Any = None) -> Array:
         """The learned velocity ``b(t, x)`` for one example."""

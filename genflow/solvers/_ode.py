@@ -46,9 +46,7 @@ class AbstractODESolver(eqx.Module):
     """An ODE integration strategy."""
 
     @abc.abstractmethod
-    def solve(
-        self, f: VectorField, y0: PyTree, t0: float, t1: float, *, save_trajectory: bool = False
-    ) -> Solution:
+    def solve(self, f: VectorField, y0: PyTree, t0: float, t1: float, *, save_trajectory: bool = False) -> Solution:
         """Integrate ``dy/dt = f(t, y)`` from ``t0`` to ``t1``."""
 
 
@@ -58,6 +56,10 @@ class AbstractFixedStepSolver(AbstractODESolver):
     num_steps: eqx.AbstractVar[int]
     stages: ClassVar[int]
 
+    def __check_init__(self):
+        if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps <= 0:
+            raise ValueError(f"num_steps={self.num_steps!r} is invalid: must be a positive integer")
+
     @abc.abstractmethod
     def step(self, f: VectorField, t: Array, y: PyTree, dt: Array) -> PyTree:
         """Advance ``y`` from ``t`` to ``t + dt``."""
@@ -66,9 +68,7 @@ class AbstractFixedStepSolver(AbstractODESolver):
         ts = jnp.linspace(t0, t1, self.num_steps + 1)
         return self.solve_grid(f, y0, ts, save_trajectory=save_trajectory)
 
-    def solve_grid(
-        self, f: VectorField, y0: PyTree, ts: Float[Array, " n"], *, save_trajectory=False
-    ) -> Solution:
+    def solve_grid(self, f: VectorField, y0: PyTree, ts: Float[Array, " n"], *, save_trajectory=False) -> Solution:
         """Integrate over an arbitrary (possibly non-uniform) time grid ``ts``."""
 
         def body(y, t_pair):
@@ -172,9 +172,7 @@ class DiffraxODE(AbstractODESolver):
 
     def solve(self, f, y0, t0=0.0, t1=1.0, *, save_trajectory=False, num_save: int = 101):
         term = diffrax.ODETerm(lambda t, y, args: f(t, y))
-        saveat = (
-            diffrax.SaveAt(ts=jnp.linspace(t0, t1, num_save)) if save_trajectory else diffrax.SaveAt(t1=True)
-        )
+        saveat = diffrax.SaveAt(ts=jnp.linspace(t0, t1, num_save)) if save_trajectory else diffrax.SaveAt(t1=True)
         sol = diffrax.diffeqsolve(
             term,
             self.solver,

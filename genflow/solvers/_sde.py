@@ -25,6 +25,10 @@ class AbstractSDESolver(eqx.Module):
     num_steps: eqx.AbstractVar[int]
     stages: ClassVar[int]
 
+    def __check_init__(self):
+        if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps <= 0:
+            raise ValueError(f"num_steps={self.num_steps!r} is invalid: must be a positive integer")
+
     @abc.abstractmethod
     def step(self, drift, diffusion, t, y, dt, dw) -> Array:
         """Advance ``y`` from ``t`` to ``t + dt`` with Brownian increment ``dw``."""

@@ -1,0 +1,78 @@
+"""Every experiment config composes, instantiates and trains a few steps; bad configs fail before compiling."""
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from _common import ConfigError, validate  # noqa: E402  (experiments/ is put on sys.path by conftest)
+from train import train  # noqa: E402
+
+from .conftest import CONFIG_DIR
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+def test_there_are_experiments():
+    assert "fm_8gaussians_moons" in EXPERIMENTS
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_runs_a_few_steps(make_cfg, tmp_path, name):
+    cfg = make_cfg(f"experiment={name}")
+    state = train(cfg, tmp_path)
+    assert int(state.step) == 20
+    for leaf in jax.tree_util.tree_leaves(state.model):
+        if hasattr(leaf, "dtype") and np.issubdtype(leaf.dtype, np.floating):
+            assert np.all(np.isfinite(np.asarray(leaf)))
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "metrics.jsonl").exists()
+    assert (tmp_path / "checkpoints" / "ckpt_000000020.eqx").exists()
+    assert (tmp_path / "figures" / "samples.png").exists()
+
+
+def test_default_config_runs(make_cfg, tmp_path):
+    train(make_cfg(), tmp_path)
+    assert (tmp_path / "figures" / "trajectories.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["train.num_steps=0"], r"train\.num_steps=0 is invalid: must be a positive integer"),
+        (["train.batch_size=0"], r"train\.batch_size=0 is invalid"),
+        (["train.steps_per_call=-5"], r"train\.steps_per_call=-5 is invalid"),
+        (["train.num_steps=25"], r"train\.num_steps=25 is invalid: must be a multiple of train\.steps_per_call=10"),
+        (["data.name=moonz"], r"data: .*moonz.*moons"),
+        (["net.data_dim=3"], r"net\.data_dim=3 does not match the data: .*\(3,\).*\(2,\)"),
+        (["data=digits"], r"net\.data_dim=2 does not match the data: .*\(1, 8, 8\)"),
+        (["sampler.num_steps=0"], r"sampler: .*num_steps"),
+        (["optim.name=adamx"], r"optim: .*adamx.*allowed"),
+        (["optim.lr=-1"], r"optim: .*lr=-1"),
+        (["net.activation=swish"], r"net: .*swish"),
+        (["eval.num_samples=0"], r"eval\.num_samples=0"),
+    ],
+)
+def test_bad_config_names_key_value_and_allowed(make_cfg, overrides, match, tmp_path):
+    cfg = make_cfg(*overrides)
+    with pytest.raises(ConfigError, match=match):
+        validate(cfg)
+    with pytest.raises(ConfigError):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing ran
+
+
+def test_resume_with_a_different_model_is_refused(make_cfg, tmp_path):
+    train(make_cfg(), tmp_path)
+    with pytest.raises(ConfigError, match=r"net: differs from the run saved"):
+        train(make_cfg("net.width=32"), tmp_path)
+
+
+def test_nan_in_cli_run_stops_and_keeps_last_good_checkpoint(make_cfg, tmp_path):
+    from genflow.train import NonFiniteLossError
+
+    # Adam moves every parameter by ~lr per step, so lr=1e30 overflows the network within a few steps.
+    cfg = make_cfg("optim.lr=1e30", "optim.schedule=constant", "optim.grad_clip=null", "train.num_steps=200")
+    with pytest.raises(NonFiniteLossError, match=r"not finite at step \d+"):
+        train(cfg, tmp_path)
+    ckpts = sorted(Path(tmp_path / "checkpoints").glob("ckpt_*.eqx"))
+    assert ckpts, "the last good state must be checkpointed"
