@@ -1,1 +1,30 @@
-"""genflow.nn."""
+"""Shared networks: time/condition embeddings, FiLM-conditioned MLPs, a small UNet and output heads.
+
+Every network acts on one example, ``net(t, x, cond=None) -> array shaped like x`` (``PotentialHead`` returns
+a scalar, ``MultiHead`` an array ``(num_heads, data_dim)``), with ``t`` a scalar of shape ``()``. Batch with
+``jax.vmap(net, in_axes=(0, 0, 0))``, or ``in_axes=(0, 0, None)`` when ``cond`` is None. For classifier-free
+guidance the null condition is ``cond=None`` (equivalently label ``num_classes``, or a zero vector).
+"""
+
+from genflow.nn._embeddings import (
+    ConditionEmbedding,
+    GaussianFourierEmbedding,
+    SinusoidalEmbedding,
+)
+from genflow.nn._heads import MultiHead, PotentialHead
+from genflow.nn._mlp import ACTIVATIONS, MLP, FiLM, ResMLP, get_activation
+from genflow.nn._unet import UNet
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "ConditionEmbedding",
+    "FiLM",
+    "GaussianFourierEmbedding",
+    "MultiHead",
+    "PotentialHead",
+    "ResMLP",
+    "SinusoidalEmbedding",
+    "UNet",
+    "get_activation",
+]
