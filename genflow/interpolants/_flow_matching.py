@@ -123,8 +123,9 @@ class FlowMatching(AbstractDensityModel):
             f = lambda t, z: self.velocity(t, z)
             logp, _, _ = ode_log_prob(f, self.base.log_prob, x, solver, divergence=divergence, key=key)
             return logp
-        f_c = lambda t, z, c: self.velocity(t, z, c)
-        per = lambda xi, ci: ode_log_prob(
-            lambda t, z: f_c(t, z, ci), self.base.log_prob, xi[None], solver, divergence=divergence, key=key
+        # Conditional fields differ per example, so each example is its own one-point solve (vmapped).
+        keys = jax.random.split(key, x.shape[0]) if key is not None else None
+        per = lambda xi, ci, ki: ode_log_prob(
+            lambda t, z: self.velocity(t, z, ci), self.base.log_prob, xi[None], solver, divergence=divergence, key=ki
         )[0][0]
-        return jax.vmap(per)(x, cond)
+        return jax.vmap(per, in_axes=(0, 0, None if keys is None else 0))(x, cond, keys)
