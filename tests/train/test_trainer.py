@@ -198,3 +198,9 @@ def test_optimizer_schedules():
         make_optimizer("adagrad_typo")
     with pytest.raises(ValueError, match="schedule='cosinus'"):
         make_schedule(1.0, "cosinus")
+
+
+def test_tensorboard_writer_when_installed(tmp_path):
+    pytest.importorskip("tensorboardX")
+    trainer(run_dir=tmp_path, tensorboard=True).fit(Regression(jax.random.key(0)), DATA, key=jax.random.key(0))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -1,0 +1,23 @@
+"""The benchmark script runs and prints the JSON it promises (speed itself is measured there, not asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_train_throughput_prints_json():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/bench/train_throughput.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    result = json.loads(out.stdout)
+    assert [r["steps_per_call"] for r in result["train"]] == [1, 100, 1000]
+    assert all(r["steps_per_sec"] > 0 for r in result["train"])
+    assert result["sample_10k_euler100"]["nfe"] == 100
+    assert result["quality_after_2000_steps"]["w2_exact_to_fresh_data"] > 0
