@@ -42,6 +42,12 @@ def _lincomb(y, terms):
     return y
 
 
+def check_num_steps(num_steps: int) -> None:
+    """Fixed-step solvers need a positive integer number of steps (checked at construction, before any trace)."""
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps <= 0:
+        raise ValueError(f"num_steps={num_steps!r} is invalid: must be a positive integer")
+
+
 class AbstractODESolver(eqx.Module):
     """An ODE integration strategy."""
 
@@ -57,8 +63,7 @@ class AbstractFixedStepSolver(AbstractODESolver):
     stages: ClassVar[int]
 
     def __check_init__(self):
-        if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps <= 0:
-            raise ValueError(f"num_steps={self.num_steps!r} is invalid: must be a positive integer")
+        check_num_steps(self.num_steps)
 
     @abc.abstractmethod
     def step(self, f: VectorField, t: Array, y: PyTree, dt: Array) -> PyTree:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from genflow.solvers._ode import Solution
+from genflow.solvers._ode import Solution, check_num_steps
 
 
 class AbstractSDESolver(eqx.Module):
@@ -26,8 +26,7 @@ class AbstractSDESolver(eqx.Module):
     stages: ClassVar[int]
 
     def __check_init__(self):
-        if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps <= 0:
-            raise ValueError(f"num_steps={self.num_steps!r} is invalid: must be a positive integer")
+        check_num_steps(self.num_steps)
 
     @abc.abstractmethod
     def step(self, drift, diffusion, t, y, dt, dw) -> Array:
