@@ -20,7 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from genflow.train import SampleHook, Trainer, check_schedule
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-STRUCTURAL_GROUPS = ("model", "net", "data")
+# What a resumed run must share with the saved one: everything that shapes the checkpoint or the numbers after it.
+RESUME_GROUPS = ("model", "net", "data", "optim", "sampler")
+RESUME_TRAIN_KEYS = ("seed", "batch_size", "steps_per_call", "ema_decay", "ema_warmup")
 
 
 class ConfigError(ValueError):
@@ -110,8 +112,13 @@ def validate(cfg: DictConfig) -> Any:
         check_schedule(t.num_steps, t.batch_size, t.steps_per_call, t.checkpoint_every, t.eval_every, t.ema_decay)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    if cfg.eval.num_samples <= 0:
-        raise ConfigError(f"eval.num_samples={cfg.eval.num_samples} is invalid: must be a positive integer")
+    _check_positive_int(t, "train", "keep_checkpoints")
+    _check_int(t, "train", "seed")
+    for name in ("progress", "tensorboard", "resume", "ema_warmup"):
+        if not isinstance(t[name], bool):
+            raise ConfigError(f"train.{name}={t[name]!r} is invalid: must be true or false")
+    for name in ("num_samples", "num_trajectories"):
+        _check_positive_int(cfg.eval, "eval", name)
     data = build_data(cfg)
     build_sampler(cfg)
     instantiate_at(cfg, "optim")
@@ -120,18 +127,35 @@ def validate(cfg: DictConfig) -> Any:
     return data
 
 
+def _check_int(node: DictConfig, prefix: str, name: str) -> None:
+    value = node[name]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{prefix}.{name}={value!r} is invalid: must be an integer")
+
+
+def _check_positive_int(node: DictConfig, prefix: str, name: str) -> None:
+    _check_int(node, prefix, name)
+    if node[name] <= 0:
+        raise ConfigError(f"{prefix}.{name}={node[name]!r} is invalid: must be a positive integer")
+
+
 def check_resumable(cfg: DictConfig, run_dir: Path) -> None:
-    """A run directory may only be resumed with the same model, network and data."""
+    """A run directory with checkpoints may only be resumed with the config that produced them.
+
+    num_steps may grow (with a schedule that does not depend on it); logging and checkpoint cadence may change.
+    """
     saved_path = run_dir / "config.yaml"
-    if not saved_path.exists():
+    if not saved_path.exists() or not list((run_dir / "checkpoints").glob("ckpt_*.eqx")):
         return
     saved = OmegaConf.load(saved_path)
-    for group in STRUCTURAL_GROUPS:
-        new = OmegaConf.to_container(cfg[group], resolve=True)
-        if OmegaConf.to_container(saved[group], resolve=True) != new:
+    pairs = [(g, saved.get(g), cfg.get(g)) for g in RESUME_GROUPS]
+    pairs += [(f"train.{k}", saved.train.get(k), cfg.train.get(k)) for k in RESUME_TRAIN_KEYS]
+    for key, old, new in pairs:
+        old, new = (OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for v in (old, new))
+        if old != new:
             raise ConfigError(
-                f"{group}: differs from the run saved in {saved_path} ({OmegaConf.to_container(saved[group])} vs "
-                f"{new}); allowed: the saved {group}, or a new run directory (hydra.run.dir=...)"
+                f"{key}={new!r} differs from the run saved in {saved_path} ({old!r}); allowed: the saved value, "
+                "or a new run directory (hydra.run.dir=...)"
             )
 
 

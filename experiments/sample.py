@@ -48,6 +48,8 @@ def main(argv=None) -> dict:
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--no-ema", action="store_true", help="use the raw parameters instead of the EMA")
     args = p.parse_args(argv)
+    if args.steps is not None and args.sampler is None:
+        raise SystemExit("genflow: --steps needs --sampler (the name of a config in configs/sampler)")
     if args.num <= 0:
         raise SystemExit(f"genflow: --num={args.num} must be a positive integer")
 

@@ -46,6 +46,12 @@ def write_final_figures(cfg: DictConfig, model, data, run_dir: Path) -> dict:
 def train(cfg: DictConfig, run_dir: Path):
     """Validate, build, fit (resuming if possible), and write the final figures. Returns the final state."""
     data = validate(cfg)
+    has_checkpoints = bool(list((run_dir / "checkpoints").glob("ckpt_*.eqx")))
+    if has_checkpoints and not cfg.train.resume:
+        raise ConfigError(
+            f"train.resume=false but {run_dir} already holds checkpoints; allowed: train.resume=true, or a new "
+            "run directory (hydra.run.dir=...)"
+        )
     check_resumable(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

@@ -44,14 +44,23 @@ def split_batch(batch: Any) -> tuple[Array, Any]:
     return batch, None
 
 
-def trainable_filter(model: eqx.Module) -> Any:
+def trainable_filter(model: Any) -> Any:
     """Boolean pytree marking a model's trainable leaves: its inexact arrays, except under ``frozen_fields``.
 
-    A model lists fields whose arrays must not be trained (a base distribution's parameters, a fixed reference
-    process) in a class variable ``frozen_fields``; everything else that is a floating array is a parameter.
+    A module lists fields whose arrays must not be trained (a base distribution's parameters, a fixed reference
+    process) in a class variable ``frozen_fields``. This holds at every depth, so a model that wraps another keeps
+    the inner model's frozen fields frozen.
     """
-    spec = jax.tree_util.tree_map(eqx.is_inexact_array, model)
-    for name in getattr(model, "frozen_fields", ()):
-        frozen = jax.tree_util.tree_map(lambda _: False, getattr(model, name))
-        spec = eqx.tree_at(lambda m, n=name: getattr(m, n), spec, frozen, is_leaf=lambda x: x is None)
-    return spec
+    if not isinstance(model, eqx.Module):
+        return jax.tree_util.tree_map(_leaf_spec, model, is_leaf=lambda x: isinstance(x, eqx.Module))
+    frozen = set(getattr(model, "frozen_fields", ()))
+    children, treedef = jax.tree_util.tree_flatten_with_path(model, is_leaf=lambda x: x is not model)
+    specs = [
+        jax.tree_util.tree_map(lambda _: False, child) if path[0].name in frozen else trainable_filter(child)
+        for path, child in children
+    ]
+    return jax.tree_util.tree_unflatten(treedef, specs)
+
+
+def _leaf_spec(x: Any) -> Any:
+    return trainable_filter(x) if isinstance(x, eqx.Module) else eqx.is_inexact_array(x)

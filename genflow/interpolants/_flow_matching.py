@@ -16,7 +16,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -52,6 +52,9 @@ class FlowMatching(AbstractDensityModel):
     sampler: AbstractODESolver
     likelihood_solver: AbstractODESolver
     data_shape: tuple[int, ...] = eqx.field(static=True)
+    # The base is a fixed distribution: x0 = base.sample(...) is reparameterised, so without this its parameters
+    # would receive gradients from the loss.
+    frozen_fields: ClassVar[tuple[str, ...]] = ("base",)
 
     def __init__(self, net, data_shape, base=None, interpolant=None, sampler=None, likelihood_solver=None):
         self.net = net

@@ -9,6 +9,7 @@ closed-form oracles and trained models. ``t1 < t0`` integrates backwards.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -42,10 +43,10 @@ def _lincomb(y, terms):
     return y
 
 
-def check_num_steps(num_steps: int) -> None:
-    """Fixed-step solvers need a positive integer number of steps (checked at construction, before any trace)."""
+def check_num_steps(num_steps: int, name: str = "num_steps") -> None:
+    """Step counts must be positive integers (checked at construction, before any trace)."""
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps <= 0:
-        raise ValueError(f"num_steps={num_steps!r} is invalid: must be a positive integer")
+        raise ValueError(f"{name}={num_steps!r} is invalid: must be a positive integer")
 
 
 class AbstractODESolver(eqx.Module):
@@ -173,6 +174,12 @@ class DiffraxODE(AbstractODESolver):
             if solver not in _DIFFRAX_SOLVERS:
                 raise ValueError(f"solver={solver!r} is not known; allowed: {sorted(_DIFFRAX_SOLVERS)}")
             solver = _DIFFRAX_SOLVERS[solver]()
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name}={value!r} is invalid: must be a positive number")
+        if dt0 is not None and (isinstance(dt0, bool) or not isinstance(dt0, (int, float)) or dt0 <= 0):
+            raise ValueError(f"dt0={dt0!r} is invalid: must be null or a positive number")
+        check_num_steps(max_steps, name="max_steps")
         self.solver, self.rtol, self.atol, self.dt0, self.max_steps = solver, rtol, atol, dt0, max_steps
 
     def solve(self, f, y0, t0=0.0, t1=1.0, *, save_trajectory=False, num_save: int = 101):
@@ -183,7 +190,7 @@ class DiffraxODE(AbstractODESolver):
             self.solver,
             t0=t0,
             t1=t1,
-            dt0=self.dt0,
+            dt0=None if self.dt0 is None else math.copysign(self.dt0, t1 - t0),  # backward solves need dt0 < 0
             y0=y0,
             saveat=saveat,
             stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),

@@ -51,9 +51,16 @@ class CheckpointManager:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+        _fsync_dir(self.directory)  # make the rename itself durable
         for old in self.steps()[: -self.keep]:
             self.path(old).unlink(missing_ok=True)
         return target
+
+    def remove_partial_writes(self) -> None:
+        """Delete temporary files left by writes that a kill cut short (never complete checkpoints)."""
+        if self.directory.exists():
+            for p in self.directory.glob(".ckpt_*.eqx.tmp-*"):
+                p.unlink(missing_ok=True)
 
     def restore(self, like: Any, step: int | None = None) -> Any:
         """Load the checkpoint at ``step`` (latest by default) into a skeleton ``like``."""
@@ -61,3 +68,14 @@ class CheckpointManager:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         return eqx.tree_deserialise_leaves(self.path(step), like)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # platforms without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -44,15 +44,22 @@ class MetricsLogger:
 
     def truncate_after(self, step: int) -> None:
         """Drop records logged after ``step`` (a resumed run recomputes them, bit for bit)."""
-        if not self.path.exists():
-            return
-        kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        self.path.write_text("".join(ln + "\n" for ln in kept))
+        kept = [r for r in self.read() if r["step"] <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(self.path)
 
     def read(self) -> list[dict]:
+        """All complete records; a last line torn by a kill mid-write is skipped."""
         if not self.path.exists():
             return []
-        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln]
+        records = []
+        for ln in self.path.read_text().splitlines():
+            try:
+                records.append(json.loads(ln))
+            except json.JSONDecodeError:
+                continue
+        return records
 
     def close(self) -> None:
         if self._tb is not None:

@@ -27,7 +27,7 @@ def make_schedule(
     if schedule == "constant":
         return optax.constant_schedule(lr)
     if schedule == "warmup_constant":
-        return optax.linear_schedule(0.0, lr, max(int(warmup_steps), 1))
+        return optax.linear_schedule(0.0, lr, int(warmup_steps)) if warmup_steps else optax.constant_schedule(lr)
     if total_steps is None or total_steps <= warmup_steps:
         raise ValueError(f"schedule={schedule!r} needs total_steps > warmup_steps (got {total_steps})")
     return optax.warmup_cosine_decay_schedule(
@@ -56,8 +56,10 @@ def make_optimizer(
     if lr <= 0:
         raise ValueError(f"lr={lr} must be positive")
     sched = make_schedule(lr, schedule, warmup_steps, total_steps, final_lr_fraction)
-    if name == "adamw":
+    if name in ("adamw", "lion"):
         kwargs["weight_decay"] = weight_decay
+    elif weight_decay:
+        raise ValueError(f"weight_decay={weight_decay} needs name='adamw' or 'lion' (decoupled decay), got {name!r}")
     opt = _OPTIMIZERS[name](learning_rate=sched, **kwargs)
     if grad_clip is not None and grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(grad_clip), opt)

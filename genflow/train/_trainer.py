@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from tqdm.auto import tqdm
 
 from genflow._base import trainable_filter
@@ -33,10 +33,11 @@ def _is_shape(x) -> bool:
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; carries the first bad ``step`` and the last good checkpoint step."""
 
-    def __init__(self, step: int, checkpoint_step: int | None):
+    def __init__(self, step: int, checkpoint_step: int | None, what: str = "loss"):
         self.step, self.checkpoint_step = step, checkpoint_step
         where = f"step {checkpoint_step}" if checkpoint_step is not None else "none written"
-        super().__init__(f"loss is not finite at step {step}; training stopped (last good checkpoint: {where})")
+        when = f"at step {step}" if what == "loss" else f"by step {step}"
+        super().__init__(f"{what} is not finite {when}; training stopped (last good checkpoint: {where})")
 
 
 class TrainState(eqx.Module):
@@ -80,7 +81,7 @@ def _train_chunk(
     num_steps: int,
     ema_decay: float,
     ema_warmup: bool,
-) -> tuple[TrainState, Float[Array, " num_steps"]]:
+) -> tuple[TrainState, Float[Array, " num_steps"], Bool[Array, ""]]:
     spec = trainable_filter(state.model)
     frozen = eqx.filter(state.model, spec, inverse=True)
 
@@ -100,6 +101,8 @@ def _train_chunk(
     init = (eqx.filter(state.model, spec), eqx.filter(state.ema_model, spec), state.opt_state, state.key)
     steps = state.step + 1 + jnp.arange(num_steps)
     (params, ema, opt_state, key), losses = jax.lax.scan(body, init, steps)
+    # A finite loss can still come with non-finite gradients (e.g. sqrt at 0): the guard checks the parameters too.
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(params)]))
     new = TrainState(
         model=eqx.combine(params, frozen),
         ema_model=eqx.combine(ema, frozen),
@@ -107,7 +110,7 @@ def _train_chunk(
         step=state.step + num_steps,
         key=key,
     )
-    return new, losses
+    return new, losses, finite
 
 
 class Trainer:
@@ -161,7 +164,10 @@ class Trainer:
         return TrainState(model, model, self.optimizer.init(params), jnp.asarray(0, jnp.int32), key)
 
     def train_chunk(self, state: TrainState, data: Any, num_steps: int | None = None):
-        """Run ``num_steps`` (default ``steps_per_call``) optimizer steps in one jit call."""
+        """Run ``num_steps`` (default ``steps_per_call``) optimizer steps in one jit call.
+
+        Returns ``(state, losses, params_finite)``.
+        """
         n = self.steps_per_call if num_steps is None else num_steps
         return _train_chunk(data, state, self.optimizer, self.batch_size, n, self.ema_decay, self.ema_warmup)
 
@@ -200,12 +206,20 @@ class Trainer:
             NonFiniteLossError: the loss became NaN/inf. The last good state is checkpointed first.
         """
         state = self.init(model, key)
-        logger = MetricsLogger(self.run_dir, self.tensorboard) if self.run_dir is not None else None
-        if resume and self.checkpoints is not None and self.checkpoints.latest_step() is not None:
+        if self.checkpoints is not None and self.checkpoints.latest_step() is not None:
+            if not resume:
+                raise FileExistsError(
+                    f"{self.checkpoints.directory} already holds checkpoints and resume=False: starting over would "
+                    "mix two runs; use a new run directory, or resume"
+                )
             state = self.restore(state)
-            if logger is not None:
-                logger.truncate_after(int(state.step))
+            self._check_resumable(int(state.step))
+        if self.checkpoints is not None:
+            self.checkpoints.remove_partial_writes()
+        logger = MetricsLogger(self.run_dir, self.tensorboard) if self.run_dir is not None else None
         start = int(state.step)
+        if logger is not None:
+            logger.truncate_after(start)  # records past the checkpoint are recomputed, bit for bit
         bar = tqdm(total=self.num_steps, initial=start, disable=not self.progress, dynamic_ncols=True)
         try:
             state = self._loop(state, data, hooks, logger, bar)
@@ -215,20 +229,28 @@ class Trainer:
                 logger.close()
         return state
 
+    def _check_resumable(self, step: int) -> None:
+        if step % self.steps_per_call:
+            raise ValueError(
+                f"checkpoint step {step} is not a multiple of train.steps_per_call={self.steps_per_call}: resume with "
+                "the steps_per_call the run was saved with"
+            )
+
     def _loop(self, state, data, hooks, logger, bar):
         step = int(state.step)
         last_saved = self.checkpoints.latest_step() if self.checkpoints is not None else None
         while step < self.num_steps:
             t0 = time.perf_counter()
-            new_state, losses = self.train_chunk(state, data)
-            losses = np.asarray(losses)  # the one host sync per chunk
+            new_state, losses, finite = self.train_chunk(state, data)
+            losses, finite = np.asarray(losses), bool(finite)  # the one host sync per chunk
             elapsed = time.perf_counter() - t0
             bad = np.flatnonzero(~np.isfinite(losses))
-            if bad.size:
+            if bad.size or not finite:
                 if last_saved != step:
                     self.save(state)
                     last_saved = step if self.checkpoints is not None else last_saved
-                raise NonFiniteLossError(step + int(bad[0]) + 1, last_saved)
+                first_bad = step + int(bad[0]) + 1 if bad.size else step + self.steps_per_call
+                raise NonFiniteLossError(first_bad, last_saved, what="loss" if bad.size else "parameters")
             state, step = new_state, step + self.steps_per_call
             rate = self.steps_per_call / max(elapsed, 1e-9)
             bar.update(self.steps_per_call)
@@ -236,7 +258,7 @@ class Trainer:
             record = {"loss": float(losses.mean()), "loss_last": float(losses[-1]), "steps_per_sec": rate}
             if (self.eval_every and step % self.eval_every == 0) or step == self.num_steps:
                 for hook in hooks:
-                    record.update(hook(state, step) or {})
+                    record.update(_hook_record(hook(state, step), record))
             if logger is not None:
                 logger.log(step, **record)
             if self.checkpoints is not None and (
@@ -247,23 +269,31 @@ class Trainer:
         return state
 
 
+def _hook_record(result: dict | None, record: dict) -> dict:
+    result = result or {}
+    clash = sorted(set(result) & ({"step"} | set(record)))
+    if clash:
+        raise ValueError(f"an evaluation hook returned keys {clash} that the trainer already logs; rename them")
+    return result
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_schedule(num_steps, batch_size, steps_per_call, checkpoint_every=0, eval_every=0, ema_decay=0.999):
-    """Validate the loop's integers before anything compiles; messages name the key, value and what is allowed."""
-    for name, value in (
-        ("num_steps", num_steps),
-        ("batch_size", batch_size),
-        ("steps_per_call", steps_per_call),
-    ):
-        if not isinstance(value, (int, np.integer)) or value <= 0:
+    """Validate the loop's numbers before anything compiles; messages name the key, value and what is allowed."""
+    for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("steps_per_call", steps_per_call)):
+        if not _is_int(value) or value <= 0:
             raise ValueError(f"train.{name}={value!r} is invalid: must be a positive integer")
     if num_steps % steps_per_call:
         raise ValueError(
             f"train.num_steps={num_steps} is invalid: must be a multiple of train.steps_per_call={steps_per_call}"
         )
     for name, value in (("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
-        if value < 0 or value % steps_per_call:
+        if not _is_int(value) or value < 0 or value % steps_per_call:
             raise ValueError(
                 f"train.{name}={value!r} is invalid: must be 0 or a multiple of train.steps_per_call={steps_per_call}"
             )
-    if not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"train.ema_decay={ema_decay!r} is invalid: must lie in [0, 1)")
+    if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay={ema_decay!r} is invalid: must be a number in [0, 1)")

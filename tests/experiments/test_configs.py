@@ -50,6 +50,13 @@ def test_default_config_runs(make_cfg, tmp_path):
         (["optim.lr=-1"], r"optim: .*lr=-1"),
         (["net.activation=swish"], r"net: .*swish"),
         (["eval.num_samples=0"], r"eval\.num_samples=0"),
+        (["eval.num_trajectories=1.5"], r"eval\.num_trajectories=1\.5 is invalid: must be an integer"),
+        (["train.checkpoint_every=null"], r"train\.checkpoint_every=None is invalid"),
+        (["train.ema_decay=abc"], r"train\.ema_decay='abc' is invalid: must be a number in \[0, 1\)"),
+        (["train.keep_checkpoints=0"], r"train\.keep_checkpoints=0 is invalid: must be a positive integer"),
+        (["train.progress=maybe"], r"train\.progress='maybe' is invalid: must be true or false"),
+        (["sampler=tsit5", "sampler.rtol=-1"], r"sampler: rtol=-1 is invalid: must be a positive number"),
+        (["+optim.weight_decay=0.1"], r"optim: .*weight_decay=0.1 needs name='adamw'"),
     ],
 )
 def test_bad_config_names_key_value_and_allowed(make_cfg, overrides, match, tmp_path):
@@ -63,8 +70,15 @@ def test_bad_config_names_key_value_and_allowed(make_cfg, overrides, match, tmp_
 
 def test_resume_with_a_different_model_is_refused(make_cfg, tmp_path):
     train(make_cfg(), tmp_path)
-    with pytest.raises(ConfigError, match=r"net: differs from the run saved"):
+    with pytest.raises(ConfigError, match=r"net=.*'width': 32.* differs from the run saved"):
         train(make_cfg("net.width=32"), tmp_path)
+    with pytest.raises(ConfigError, match=r"optim=.*differs from the run saved"):
+        train(make_cfg("optim.grad_clip=5.0"), tmp_path)
+    with pytest.raises(ConfigError, match=r"train\.batch_size=32 differs"):
+        train(make_cfg("train.batch_size=32"), tmp_path)
+    with pytest.raises(ConfigError, match=r"train\.resume=false but .* already holds checkpoints"):
+        train(make_cfg("train.resume=false"), tmp_path)
+    train(make_cfg("train.eval_every=10"), tmp_path)  # cadence may change
 
 
 def test_nan_in_cli_run_stops_and_keeps_last_good_checkpoint(make_cfg, tmp_path):

@@ -124,3 +124,8 @@ def test_no_recompilation():
 
     for i in range(3):
         run(jnp.full((4, 2), float(i)))
+
+
+def test_diffrax_fixed_initial_step_integrates_backwards():
+    sol = DiffraxODE("tsit5", dt0=0.01).solve(lambda t, y: -y, jnp.ones(2), 1.0, 0.0)
+    np.testing.assert_allclose(sol.y, np.e, rtol=1e-4)

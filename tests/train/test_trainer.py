@@ -61,7 +61,8 @@ def trainer(**kw):
 def test_scan_chunk_matches_a_plain_python_loop():
     model, key = Regression(jax.random.key(0)), jax.random.key(1)
     tr = trainer(ema_decay=0.9, ema_warmup=False)
-    state, losses = tr.train_chunk(tr.init(model, key), DATA, num_steps=5)
+    state, losses, finite = tr.train_chunk(tr.init(model, key), DATA, num_steps=5)
+    assert bool(finite)
 
     opt = make_optimizer("adam", lr=1e-2)
     params = eqx.filter(model, eqx.is_inexact_array)
@@ -158,8 +159,8 @@ def test_ema_warmup_formula():
     model, key = Regression(jax.random.key(0)), jax.random.key(1)
     tr = trainer(ema_decay=0.99)
     s0 = tr.init(model, key)
-    s1, _ = tr.train_chunk(s0, DATA, num_steps=1)
-    s2, _ = tr.train_chunk(s1, DATA, num_steps=1)
+    s1, _, _ = tr.train_chunk(s0, DATA, num_steps=1)
+    s2, _, _ = tr.train_chunk(s1, DATA, num_steps=1)
     d1, d2 = 2 / 11, 3 / 12  # (1 + t) / (10 + t) < 0.99 for the first steps
     e1 = d1 * s0.model.lin.weight + (1 - d1) * s1.model.lin.weight
     np.testing.assert_allclose(s2.ema_model.lin.weight, d2 * e1 + (1 - d2) * s2.model.lin.weight, rtol=1e-6)
@@ -204,3 +205,78 @@ def test_tensorboard_writer_when_installed(tmp_path):
     pytest.importorskip("tensorboardX")
     trainer(run_dir=tmp_path, tensorboard=True).fit(Regression(jax.random.key(0)), DATA, key=jax.random.key(0))
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+class SqrtAtZero(AbstractGenerativeModel):
+    """Loss |w| = sqrt(sum w^2) at w = 0: the loss is finite (0) but its gradient is NaN."""
+
+    w: jax.Array
+
+    def loss(self, key, batch):
+        return jnp.sqrt(jnp.sum(self.w**2))
+
+    def sample(self, key, num, **opts):
+        return jnp.zeros((num, 3))
+
+
+def test_nan_parameters_with_finite_loss_are_caught(tmp_path):
+    # One-step chunks: the bad update is the chunk's last step, so only the parameter check can see it.
+    tr = trainer(optimizer=optax.sgd(0.1), run_dir=tmp_path, num_steps=10, steps_per_call=1, checkpoint_every=1)
+    with pytest.raises(NonFiniteLossError, match=r"parameters is not finite by step 1;") as err:
+        tr.fit(SqrtAtZero(jnp.zeros(2)), DATA, key=jax.random.key(0))
+    assert err.value.checkpoint_step == 0
+    restored = tr.restore(tr.init(SqrtAtZero(jnp.ones(2)), jax.random.key(0)))
+    np.testing.assert_array_equal(restored.model.w, 0.0)  # the saved state is the good one, not the NaN one
+
+
+def test_resume_false_refuses_a_used_run_dir(tmp_path):
+    trainer(run_dir=tmp_path, checkpoint_every=10).fit(Regression(jax.random.key(0)), DATA, key=jax.random.key(0))
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        trainer(run_dir=tmp_path).fit(Regression(jax.random.key(0)), DATA, key=jax.random.key(0), resume=False)
+
+
+def test_resume_with_other_chunking_is_refused(tmp_path):
+    trainer(num_steps=10, run_dir=tmp_path).fit(Regression(jax.random.key(0)), DATA, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="not a multiple of train.steps_per_call=20"):
+        trainer(steps_per_call=20, run_dir=tmp_path).fit(Regression(jax.random.key(0)), DATA, key=jax.random.key(0))
+
+
+def test_resume_before_first_checkpoint_and_torn_log_line(tmp_path):
+    # A run killed after logging but before any checkpoint, mid-way through writing a line.
+    (tmp_path / "metrics.jsonl").write_text('{"step": 10, "loss": 1.0}\n{"step": 20, "lo')
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".ckpt_000000010.eqx.tmp-99").write_bytes(b"partial")
+    trainer(run_dir=tmp_path, checkpoint_every=10).fit(Regression(jax.random.key(0)), DATA, key=jax.random.key(0))
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30, 40]
+    assert not list((tmp_path / "checkpoints").glob(".*tmp*"))
+
+
+def test_hook_may_not_overwrite_trainer_keys(tmp_path):
+    with pytest.raises(ValueError, match=r"\['loss'\]"):
+        trainer(run_dir=tmp_path).fit(
+            Regression(jax.random.key(0)), DATA, key=jax.random.key(0), hooks=[lambda s, k: {"loss": 0.0}]
+        )
+
+
+def test_frozen_fields_hold_at_every_depth():
+    from genflow._base import trainable_filter
+    from genflow.distributions import GaussianMixture
+    from genflow.interpolants import FlowMatching
+    from genflow.nn import MLP
+
+    class Wrapper(eqx.Module):
+        inner: FlowMatching
+        extra: jax.Array
+
+    base = GaussianMixture.isotropic(jnp.ones(2) / 2, jnp.array([[-1.0, 0.0], [1.0, 0.0]]), 0.5)
+    fm = FlowMatching(MLP(2, width=8, depth=1, key=jax.random.key(0)), (2,), base=base)
+    spec = trainable_filter(Wrapper(fm, jnp.ones(3)))
+    assert not any(jax.tree_util.tree_leaves(spec.inner.base))
+    assert all(jax.tree_util.tree_leaves(spec.inner.net)) and spec.extra is True
+    grads = eqx.filter_grad(
+        lambda p: eqx.combine(p, eqx.filter(fm, trainable_filter(fm), inverse=True)).loss(
+            jax.random.key(1), jnp.ones((8, 2))
+        )
+    )(eqx.filter(fm, trainable_filter(fm)))
+    assert grads.base is None or not jax.tree_util.tree_leaves(grads.base)
