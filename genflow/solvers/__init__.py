@@ -16,14 +16,22 @@ from genflow.solvers._ode import (
     Midpoint,
     Solution,
 )
-from genflow.solvers._sde import AbstractSDESolver, EulerMaruyama, StochasticHeun
+from genflow.solvers._sde import (
+    AbstractFixedStepSDESolver,
+    AbstractSDESolver,
+    DiffraxSDE,
+    EulerMaruyama,
+    StochasticHeun,
+)
 
 __all__ = [
     "RK4",
+    "AbstractFixedStepSDESolver",
     "AbstractFixedStepSolver",
     "AbstractODESolver",
     "AbstractSDESolver",
     "DiffraxODE",
+    "DiffraxSDE",
     "Euler",
     "EulerMaruyama",
     "Heun",

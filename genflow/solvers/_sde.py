@@ -11,16 +11,26 @@ import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 from jaxtyping import Array, PRNGKeyArray
 
 from genflow.solvers._ode import Solution, check_num_steps
 
 
 class AbstractSDESolver(eqx.Module):
-    """An SDE integration strategy over a time grid."""
+    """An SDE integration strategy: ``solve(drift, diffusion, y0, t0, t1, key=key) -> Solution``."""
+
+    @abc.abstractmethod
+    def solve(self, drift, diffusion, y0, t0=0.0, t1=1.0, *, key, save_trajectory=False) -> Solution:
+        """Integrate ``dY = drift dt + diffusion dW`` from ``t0`` to ``t1`` (diagonal noise)."""
+
+
+class AbstractFixedStepSDESolver(AbstractSDESolver):
+    """A one-step SDE method on a time grid, run as one ``lax.scan``."""
 
     num_steps: eqx.AbstractVar[int]
     stages: ClassVar[int]
@@ -63,7 +73,7 @@ class AbstractSDESolver(eqx.Module):
         return Solution(y=y, nfe=self.stages * (ts.shape[0] - 1), ts=ts, ys=ys)
 
 
-class EulerMaruyama(AbstractSDESolver):
+class EulerMaruyama(AbstractFixedStepSDESolver):
     """Euler–Maruyama: ``Y_{n+1} = Y_n + b(t_n, Y_n) h + g(t_n, Y_n) dW_n``; strong order 1/2, weak order 1.
 
     References:
@@ -77,7 +87,7 @@ class EulerMaruyama(AbstractSDESolver):
         return y + drift(t, y) * dt + diffusion(t, y) * dw
 
 
-class StochasticHeun(AbstractSDESolver):
+class StochasticHeun(AbstractFixedStepSDESolver):
     """Stochastic Heun (predictor–corrector trapezoid) for additive or Stratonovich noise; 2 NFE per step.
 
     References:
@@ -92,3 +102,79 @@ class StochasticHeun(AbstractSDESolver):
         y_pred = y + b0 * dt + g0 * dw
         b1, g1 = drift(t + dt, y_pred), diffusion(t + dt, y_pred)
         return y + 0.5 * (b0 + b1) * dt + 0.5 * (g0 + g1) * dw
+
+
+# name -> (solver class, drift evaluations per step (measured), Lévy area it needs, supports adaptive steps)
+_DIFFRAX_SDE_SOLVERS = {
+    "euler": (diffrax.Euler, 1, diffrax.BrownianIncrement, False),
+    "heun": (diffrax.Heun, 2, diffrax.BrownianIncrement, False),
+    "shark": (diffrax.ShARK, 2, diffrax.SpaceTimeLevyArea, True),
+    "sra1": (diffrax.SRA1, 2, diffrax.SpaceTimeLevyArea, True),
+    "spark": (diffrax.SPaRK, 3, diffrax.SpaceTimeLevyArea, True),
+}
+
+
+class DiffraxSDE(AbstractSDESolver):
+    """SDE solve with diffrax on a virtual Brownian tree, with diagonal noise; fixed or adaptive steps.
+
+    ``euler`` is Itô Euler–Maruyama and ``heun`` is Stratonovich; ``shark``, ``sra1`` and ``spark`` are for
+    additive noise (diffusion independent of ``y``, as in diffusion models and interpolant SDEs), where Itô and
+    Stratonovich agree, and they support adaptive steps (``rtol``/``atol``). Integration with ``t1 < t0`` runs
+    the time-reversed equation ``s = -t``: drift ``-f(-s, y)``, same diffusion, a fresh Brownian motion.
+
+    Args:
+        solver: one of ``euler, heun, shark, sra1, spark``.
+        num_steps: steps on [t0, t1] when ``rtol`` is None (fixed step size), else the initial step count.
+        rtol, atol: PID tolerances; ``None`` for fixed steps.
+        brownian_tol: resolution of the virtual Brownian tree.
+        max_steps: cap on steps.
+
+    References:
+        Kidger, "On Neural Differential Equations", 2021 (virtual Brownian tree); Foster, dos Reis, Strange,
+        "High order splitting methods for SDEs satisfying a commutativity condition", 2023 (ShARK).
+    """
+
+    solver: str = eqx.field(static=True, default="euler")
+    num_steps: int = eqx.field(static=True, default=100)
+    rtol: float | None = eqx.field(static=True, default=None)
+    atol: float | None = eqx.field(static=True, default=None)
+    brownian_tol: float = eqx.field(static=True, default=1e-4)
+    max_steps: int = eqx.field(static=True, default=16384)
+
+    def __check_init__(self):
+        if self.solver not in _DIFFRAX_SDE_SOLVERS:
+            raise ValueError(f"solver={self.solver!r} is not known; allowed: {sorted(_DIFFRAX_SDE_SOLVERS)}")
+        check_num_steps(self.num_steps)
+        check_num_steps(self.max_steps, name="max_steps")
+        if (self.rtol is None) != (self.atol is None):
+            raise ValueError(f"rtol={self.rtol!r}, atol={self.atol!r}: give both (adaptive) or neither (fixed)")
+        if self.rtol is not None and not _DIFFRAX_SDE_SOLVERS[self.solver][3]:
+            raise ValueError(f"solver={self.solver!r} has no error estimate; adaptive steps need shark, sra1 or spark")
+
+    def solve(self, drift, diffusion, y0, t0=0.0, t1=1.0, *, key, save_trajectory=False, num_save: int = 101):
+        cls, evals, levy, _ = _DIFFRAX_SDE_SOLVERS[self.solver]
+        sign = 1.0 if t1 >= t0 else -1.0  # integrate in s = sign * t, which always increases
+        s0, s1 = sign * t0, sign * t1
+        bm = diffrax.VirtualBrownianTree(s0, s1, tol=self.brownian_tol, shape=y0.shape, key=key, levy_area=levy)
+        terms = diffrax.MultiTerm(
+            diffrax.ODETerm(lambda s, y, args: sign * drift(sign * s, y)),
+            diffrax.ControlTerm(
+                lambda s, y, args: lx.DiagonalLinearOperator(jnp.broadcast_to(diffusion(sign * s, y), y.shape)), bm
+            ),
+        )
+        adaptive = self.rtol is not None
+        controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol) if adaptive else diffrax.ConstantStepSize()
+        saveat = diffrax.SaveAt(ts=jnp.linspace(s0, s1, num_save)) if save_trajectory else diffrax.SaveAt(t1=True)
+        sol = diffrax.diffeqsolve(
+            terms,
+            cls(),
+            s0,
+            s1,
+            (s1 - s0) / self.num_steps,
+            y0,
+            saveat=saveat,
+            stepsize_controller=controller,
+            max_steps=self.max_steps,
+        )
+        ys = sol.ys if save_trajectory else None
+        return Solution(y=sol.ys[-1], nfe=evals * sol.stats["num_steps"], ts=sign * sol.ts, ys=ys)

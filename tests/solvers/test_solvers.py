@@ -9,6 +9,7 @@ import pytest
 from genflow.solvers import (
     RK4,
     DiffraxODE,
+    DiffraxSDE,
     Euler,
     EulerMaruyama,
     Heun,
@@ -129,3 +130,36 @@ def test_no_recompilation():
 def test_diffrax_fixed_initial_step_integrates_backwards():
     sol = DiffraxODE("tsit5", dt0=0.01).solve(lambda t, y: -y, jnp.ones(2), 1.0, 0.0)
     np.testing.assert_allclose(sol.y, np.e, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "solver",
+    [
+        DiffraxSDE("euler", num_steps=100, brownian_tol=1e-3),
+        DiffraxSDE("shark", num_steps=20, rtol=1e-3, atol=1e-3, brownian_tol=1e-3),
+    ],
+    ids=["euler-fixed", "shark-adaptive"],
+)
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "backward"])
+def test_diffrax_sde_ou_moments(solver, backward):
+    # Forward: dX = -theta X dt + s dW on [0, 1] from 2.  Backward (t from 1 to 0) runs s = -t, where the same
+    # equation reads dX = +theta X ds + s dW:  mean 2 e^{theta}, variance s^2 (e^{2 theta} - 1) / (2 theta).
+    theta, s, n = 1.5, 0.7, 2000
+    t0, t1 = (1.0, 0.0) if backward else (0.0, 1.0)
+    keys = jax.random.split(jax.random.key(0), n)
+    one = lambda k: solver.solve(lambda t, y: -theta * y, lambda t, y: s, jnp.full((1,), 2.0), t0, t1, key=k).y[0]
+    y = jax.jit(jax.vmap(one))(keys)
+    e = np.exp(theta if backward else -theta)
+    mean = 2 * e
+    var = s**2 * abs(e**2 - 1) / (2 * theta)
+    assert abs(float(y.mean()) - mean) < 4 * np.sqrt(var / n) + 1e-2
+    assert abs(float(y.var()) - var) < 4 * var * np.sqrt(2 / n) + 1e-2
+
+
+def test_diffrax_sde_validation_and_nfe():
+    with pytest.raises(ValueError, match="allowed"):
+        DiffraxSDE("milstein")
+    with pytest.raises(ValueError, match="no error estimate"):
+        DiffraxSDE("euler", rtol=1e-3, atol=1e-3)
+    sol = DiffraxSDE("heun", num_steps=10).solve(lambda t, y: -y, lambda t, y: 0.1, jnp.ones(2), key=jax.random.key(0))
+    assert int(sol.nfe) == 20
