@@ -22,7 +22,7 @@ from genflow.train import SampleHook, Trainer, check_schedule
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # What a resumed run must share with the saved one: everything that shapes the checkpoint or the numbers after it.
 RESUME_GROUPS = ("model", "net", "data", "optim", "sampler")
-RESUME_TRAIN_KEYS = ("seed", "batch_size", "steps_per_call", "ema_decay", "ema_warmup")
+RESUME_TRAIN_KEYS = ("seed", "batch_size", "steps_per_call", "ema_decay", "ema_warmup")  # unroll may change
 
 
 class ConfigError(ValueError):
@@ -79,6 +79,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path | None) -> Trainer:
         steps_per_call=t.steps_per_call,
         ema_decay=t.ema_decay,
         ema_warmup=t.ema_warmup,
+        unroll=t.unroll,
         run_dir=run_dir,
         checkpoint_every=t.checkpoint_every,
         keep_checkpoints=t.keep_checkpoints,

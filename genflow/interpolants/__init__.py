@@ -1,6 +1,51 @@
 """Stochastic interpolants and flow matching (t=0 base, t=1 target)."""
 
+from genflow.interpolants._couplings import (
+    AbstractCoupling,
+    AbstractDataDependentCoupling,
+    DataDependentCoupling,
+    IndependentCoupling,
+    InpaintingCoupling,
+    MinibatchOTCoupling,
+    SuperResolutionCoupling,
+    masked_velocity,
+)
 from genflow.interpolants._flow_matching import FlowMatching
-from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant
+from genflow.interpolants._interpolants import (
+    AbstractGamma,
+    AbstractInterpolant,
+    EncoderDecoderInterpolant,
+    GVPInterpolant,
+    LinearInterpolant,
+    MirrorInterpolant,
+    NoGamma,
+    OneSidedInterpolant,
+    QuadraticGamma,
+    SinSquaredGamma,
+    SqrtGamma,
+    TrigInterpolant,
+)
 
-__all__ = ["AbstractInterpolant", "FlowMatching", "LinearInterpolant"]
+__all__ = [
+    "AbstractCoupling",
+    "AbstractDataDependentCoupling",
+    "AbstractGamma",
+    "AbstractInterpolant",
+    "DataDependentCoupling",
+    "EncoderDecoderInterpolant",
+    "FlowMatching",
+    "GVPInterpolant",
+    "IndependentCoupling",
+    "InpaintingCoupling",
+    "LinearInterpolant",
+    "MinibatchOTCoupling",
+    "MirrorInterpolant",
+    "NoGamma",
+    "OneSidedInterpolant",
+    "QuadraticGamma",
+    "SinSquaredGamma",
+    "SqrtGamma",
+    "SuperResolutionCoupling",
+    "TrigInterpolant",
+    "masked_velocity",
+]

@@ -81,6 +81,7 @@ def _train_chunk(
     num_steps: int,
     ema_decay: float,
     ema_warmup: bool,
+    unroll: int | bool,
 ) -> tuple[TrainState, Float[Array, " num_steps"], Bool[Array, ""]]:
     spec = trainable_filter(state.model)
     frozen = eqx.filter(state.model, spec, inverse=True)
@@ -100,7 +101,7 @@ def _train_chunk(
 
     init = (eqx.filter(state.model, spec), eqx.filter(state.ema_model, spec), state.opt_state, state.key)
     steps = state.step + 1 + jnp.arange(num_steps)
-    (params, ema, opt_state, key), losses = jax.lax.scan(body, init, steps)
+    (params, ema, opt_state, key), losses = jax.lax.scan(body, init, steps, unroll=unroll)
     # A finite loss can still come with non-finite gradients (e.g. sqrt at 0): the guard checks the parameters too.
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(params)]))
     new = TrainState(
@@ -123,6 +124,10 @@ class Trainer:
         steps_per_call: optimizer steps per jit call (one ``lax.scan``); must divide ``num_steps``.
         ema_decay: decay of the exponential moving average of the parameters.
         ema_warmup: ramp the decay up as ``min(ema_decay, (1 + t) / (10 + t))``.
+        unroll: ``lax.scan`` unrolling of the steps in a chunk (``True``: fully unrolled, no loop). Convolutional
+            nets on CPU need ``True``: XLA:CPU runs convolutions and their gradients inside a loop body 10-50x
+            slower than outside one (jax-ml/jax#12868); keep ``steps_per_call`` small then, since compile time
+            grows with it.
         run_dir: where metrics.jsonl and checkpoints/ go (``None``: no files are written).
         checkpoint_every: steps between checkpoints (a multiple of ``steps_per_call``; 0 disables).
         keep_checkpoints: how many recent checkpoints to keep.
@@ -140,6 +145,7 @@ class Trainer:
         steps_per_call: int = 100,
         ema_decay: float = 0.999,
         ema_warmup: bool = True,
+        unroll: int | bool = 1,
         run_dir: str | Path | None = None,
         checkpoint_every: int = 0,
         keep_checkpoints: int = 3,
@@ -151,6 +157,9 @@ class Trainer:
         self.optimizer = optimizer
         self.num_steps, self.batch_size, self.steps_per_call = num_steps, batch_size, steps_per_call
         self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
+        if not isinstance(unroll, (bool, int)) or (not isinstance(unroll, bool) and unroll < 1):
+            raise ValueError(f"train.unroll={unroll!r} is invalid: must be true, false or a positive integer")
+        self.unroll = unroll
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.checkpoint_every, self.eval_every = checkpoint_every, eval_every
         self.progress, self.tensorboard = progress, tensorboard
@@ -169,7 +178,9 @@ class Trainer:
         Returns ``(state, losses, params_finite)``.
         """
         n = self.steps_per_call if num_steps is None else num_steps
-        return _train_chunk(data, state, self.optimizer, self.batch_size, n, self.ema_decay, self.ema_warmup)
+        return _train_chunk(
+            data, state, self.optimizer, self.batch_size, n, self.ema_decay, self.ema_warmup, self.unroll
+        )
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     @staticmethod
