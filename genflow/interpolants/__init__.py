@@ -25,6 +25,8 @@ from genflow.interpolants._interpolants import (
     SqrtGamma,
     TrigInterpolant,
 )
+from genflow.interpolants._oracles import GaussianMixtureFields, gaussian_fields
+from genflow.interpolants._stochastic import StochasticInterpolant
 
 __all__ = [
     "AbstractCoupling",
@@ -35,6 +37,7 @@ __all__ = [
     "EncoderDecoderInterpolant",
     "FlowMatching",
     "GVPInterpolant",
+    "GaussianMixtureFields",
     "IndependentCoupling",
     "InpaintingCoupling",
     "LinearInterpolant",
@@ -45,7 +48,9 @@ __all__ = [
     "QuadraticGamma",
     "SinSquaredGamma",
     "SqrtGamma",
+    "StochasticInterpolant",
     "SuperResolutionCoupling",
     "TrigInterpolant",
+    "gaussian_fields",
     "masked_velocity",
 ]
