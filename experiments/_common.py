@@ -7,6 +7,7 @@ failure is a :class:`ConfigError` naming the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import equinox as eqx
 import jax
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genflow.train import SampleHook, Trainer, check_schedule
 
@@ -66,8 +67,20 @@ def build_net(cfg: DictConfig, key) -> eqx.Module:
 
 
 def build_model(cfg: DictConfig, data_shape: tuple[int, ...], key) -> eqx.Module:
-    net = build_net(cfg, key)
-    return instantiate_at(cfg, "model", net=net, data_shape=tuple(data_shape), sampler=build_sampler(cfg))
+    """The model with its network; a ``model.denoiser_net`` net config (stochastic interpolants) gets its own key."""
+    k_net, k_aux = jax.random.split(key)
+    extra = {}
+    model_cfg = cfg
+    if OmegaConf.select(cfg, "model.denoiser_net") is not None:
+        aux = OmegaConf.create({"net": OmegaConf.to_container(cfg.model.denoiser_net, resolve=True)})
+        extra["denoiser_net"] = build_net(aux, k_aux)
+        model_cfg = copy.deepcopy(cfg)
+        with open_dict(model_cfg.model):
+            del model_cfg.model["denoiser_net"]
+    net = build_net(cfg, k_net)
+    return instantiate_at(
+        model_cfg, "model", net=net, data_shape=tuple(data_shape), sampler=build_sampler(cfg), **extra
+    )
 
 
 def build_trainer(cfg: DictConfig, run_dir: str | Path | None) -> Trainer:

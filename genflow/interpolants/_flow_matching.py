@@ -63,6 +63,8 @@ class FlowMatching(AbstractDensityModel):
         self.interpolant = LinearInterpolant() if interpolant is None else interpolant
         self.sampler = Euler(num_steps=100) if sampler is None else sampler
         self.likelihood_solver = likelihood_solver if likelihood_solver is not None else self.sampler
+        if not isinstance(self.sampler, AbstractODESolver):
+            raise ValueError(f"sampler={self.sampler!r} is invalid: flow matching samples with an ODE solver")
         if tuple(self.base.event_shape) != self.data_shape:
             raise ValueError(f"base event_shape {self.base.event_shape} does not match data_shape {self.data_shape}")
 

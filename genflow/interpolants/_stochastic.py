@@ -57,7 +57,7 @@ class StochasticInterpolant(AbstractDensityModel):
     """Stochastic interpolant with a learned velocity ``b`` and (optionally) a learned denoiser ``eta``.
 
     Args:
-        velocity_net: per-example ``b(t, x, cond)``, a network or an analytic callable.
+        net: the velocity ``b(t, x, cond)`` per example, a network or an analytic callable.
         data_shape: shape of one example.
         denoiser_net: per-example ``eta(t, x, cond)``; needed for the score, hence for SDE sampling.
         interpolant: the path; ``LinearInterpolant(SqrtGamma(1.0))`` by default.
@@ -83,7 +83,7 @@ class StochasticInterpolant(AbstractDensityModel):
 
     def __init__(
         self,
-        velocity_net,
+        net,
         data_shape,
         denoiser_net=None,
         interpolant=None,
@@ -94,7 +94,7 @@ class StochasticInterpolant(AbstractDensityModel):
         t_min: float = 1e-3,
         likelihood_solver=None,
     ):
-        self.velocity_net, self.denoiser_net = velocity_net, denoiser_net
+        self.velocity_net, self.denoiser_net = net, denoiser_net
         self.data_shape = tuple(int(s) for s in data_shape)
         self.interpolant = LinearInterpolant(SqrtGamma(1.0)) if interpolant is None else interpolant
         self.base = StandardNormal(self.data_shape) if base is None else base

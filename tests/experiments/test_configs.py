@@ -56,6 +56,7 @@ def test_default_config_runs(make_cfg, tmp_path):
         (["train.keep_checkpoints=0"], r"train\.keep_checkpoints=0 is invalid: must be a positive integer"),
         (["train.progress=maybe"], r"train\.progress='maybe' is invalid: must be true or false"),
         (["sampler=tsit5", "sampler.rtol=-1"], r"sampler: rtol=-1 is invalid: must be a positive number"),
+        (["sampler=euler_maruyama"], r"model: .*flow matching samples with an ODE solver"),
         (["+optim.weight_decay=0.1"], r"optim: .*weight_decay=0.1 needs name='adamw'"),
     ],
 )

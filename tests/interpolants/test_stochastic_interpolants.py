@@ -131,9 +131,9 @@ def test_loss_gap_identity(x64, field):
     _, fields = exact_model()
     delta = jnp.array([0.3, -0.4])
     shifted = lambda t, x, c=None: getattr(fields, field)(t, x) + delta
-    nets = {"velocity_net": fields.velocity, "denoiser_net": fields.denoiser}
+    nets = {"net": fields.velocity, "denoiser_net": fields.denoiser}
     exact = StochasticInterpolant(data_shape=(2,), interpolant=fields.interpolant, base=rho0(), **nets)
-    nets[f"{field}_net"] = shifted
+    nets["net" if field == "velocity" else "denoiser_net"] = shifted
     perturbed = StochasticInterpolant(data_shape=(2,), interpolant=fields.interpolant, base=rho0(), **nets)
     keys = jax.random.split(jax.random.key(5), 100)
     batches = jax.vmap(lambda k: rho1().sample(k, 256))(jax.random.split(jax.random.key(6), 100))
