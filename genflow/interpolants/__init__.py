@@ -25,6 +25,15 @@ from genflow.interpolants._interpolants import (
     SqrtGamma,
     TrigInterpolant,
 )
+from genflow.interpolants._multimarginal import (
+    AbstractSimplexPath,
+    EdgePath,
+    FourierPath,
+    MultimarginalInterpolant,
+    SimplexConditionedNet,
+    multimarginal_net,
+    optimize_path,
+)
 from genflow.interpolants._oracles import GaussianMixtureFields, gaussian_fields
 from genflow.interpolants._stochastic import StochasticInterpolant
 
@@ -33,9 +42,12 @@ __all__ = [
     "AbstractDataDependentCoupling",
     "AbstractGamma",
     "AbstractInterpolant",
+    "AbstractSimplexPath",
     "DataDependentCoupling",
+    "EdgePath",
     "EncoderDecoderInterpolant",
     "FlowMatching",
+    "FourierPath",
     "GVPInterpolant",
     "GaussianMixtureFields",
     "IndependentCoupling",
@@ -43,9 +55,11 @@ __all__ = [
     "LinearInterpolant",
     "MinibatchOTCoupling",
     "MirrorInterpolant",
+    "MultimarginalInterpolant",
     "NoGamma",
     "OneSidedInterpolant",
     "QuadraticGamma",
+    "SimplexConditionedNet",
     "SinSquaredGamma",
     "SqrtGamma",
     "StochasticInterpolant",
@@ -53,4 +67,6 @@ __all__ = [
     "TrigInterpolant",
     "gaussian_fields",
     "masked_velocity",
+    "multimarginal_net",
+    "optimize_path",
 ]

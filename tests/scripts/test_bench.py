@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,3 +23,18 @@ def test_train_throughput_prints_json():
     assert all(r["steps_per_sec"] > 0 for r in result["train"])
     assert result["sample_10k_euler100"]["nfe"] == 100
     assert result["quality_after_2000_steps"]["w2_exact_to_fresh_data"] > 0
+
+
+@pytest.mark.slow  # minibatch OT runs at a few steps/s on CPU, so even the smoke budget takes minutes
+def test_interpolants_bench_prints_json():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/bench/interpolants.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    result = json.loads(out.stdout)
+    assert set(result["couplings"]) == {"independent", "ot_exact", "ot_sinkhorn"}
+    assert all(c["train"]["steps_per_sec"] > 0 and c["w2_exact_ode"] > 0 for c in result["couplings"].values())
+    assert result["sample_10k"]["sde_euler_maruyama100"]["seconds"] > 0
