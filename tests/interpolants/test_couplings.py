@@ -193,3 +193,15 @@ def test_gradients_flow_through_the_pairing_not_the_plan(method):
     assert np.all(np.isfinite(grad))
     if method == "exact":  # a permutation: every x0 row is used once
         np.testing.assert_allclose(grad, 2 * x0, rtol=1e-6)
+
+
+def test_plan_index_sampler_has_the_categorical_law():
+    from genflow.interpolants._couplings import _sample_categorical
+
+    w = jnp.array([0.0, 1.0, 3.0, 0.0, 6.0])
+    n = 200_000
+    idx = np.asarray(_sample_categorical(jax.random.key(0), w, n))
+    counts = np.bincount(idx, minlength=5)
+    assert counts[0] == 0 and counts[3] == 0  # zero-mass entries are never drawn
+    p = np.asarray(w / w.sum())
+    np.testing.assert_allclose(counts / n, p, atol=4 * np.sqrt(p * (1 - p) / n).max())
