@@ -59,16 +59,7 @@ FULL = {
     "ode_steps": 20,
 }
 FULL |= {"path_steps": 300, "n_plot": 1000, "n_eval": 1000}
-QUICK = {
-    "marginals": ("moons", "checkerboard", "8gaussians"),
-    "train_steps": 200,
-    "batch": 128,
-    "width": 32,
-    "depth": 2,
-    "alpha": 1.0,
-    "edge_fraction": 0.5,
-    "ode_steps": 5,
-}
+QUICK = FULL | {"train_steps": 200, "batch": 128, "width": 32, "depth": 2, "ode_steps": 5}
 QUICK |= {"path_steps": 20, "n_plot": 200, "n_eval": 200}
 
 
