@@ -6,11 +6,13 @@ a scalar, ``MultiHead`` an array ``(num_heads, data_dim)``), with ``t`` a scalar
 guidance the null condition is ``cond=None`` (equivalently label ``num_classes``, or a zero vector).
 """
 
+from genflow.nn._dae import TimeTabulatedDAE
 from genflow.nn._embeddings import (
     ConditionEmbedding,
     GaussianFourierEmbedding,
     SinusoidalEmbedding,
 )
+from genflow.nn._guidance import drop_condition, guided, null_condition
 from genflow.nn._heads import MultiHead, PotentialHead
 from genflow.nn._mlp import ACTIVATIONS, MLP, FiLM, ResMLP, get_activation
 from genflow.nn._unet import UNet
@@ -25,6 +27,10 @@ __all__ = [
     "PotentialHead",
     "ResMLP",
     "SinusoidalEmbedding",
+    "TimeTabulatedDAE",
     "UNet",
+    "drop_condition",
     "get_activation",
+    "guided",
+    "null_condition",
 ]
