@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_run  # noqa: E402
 
 from genflow.metrics import energy_distance, flatten_samples, mmd, nll_bits_per_dim, sliced_w2, w2_exact  # noqa: E402
+from genflow.train import sample_with_reference  # noqa: E402
 
 
 def sample_metrics(key, x, ref) -> dict:
@@ -36,6 +37,8 @@ def sample_metrics(key, x, ref) -> dict:
 
 def nll_metrics(model, key, ref, data) -> dict:
     """Mean negative log-likelihood of data under the model (nats, and bits/dim for images)."""
+    if hasattr(getattr(model, "coupling", None), "coupled"):
+        return {"nll": None, "nll_note": "a data-dependent coupling has no unconditional likelihood"}
     try:
         logp = np.asarray(model.log_prob(ref))
     except NotImplementedError as err:
@@ -60,10 +63,8 @@ def main(argv=None) -> dict:
 
     cfg, state, data = load_run(args.run_dir, args.step)
     model = state.ema_model
-    k_model, k_data, k_proj, k_nll = jax.random.split(jax.random.key(args.seed), 4)
-    x = model.sample(k_model, args.num)
-    ref = data.sample(k_data, args.num)
-    ref = ref["x"] if isinstance(ref, dict) else ref
+    k_draw, k_proj, k_nll = jax.random.split(jax.random.key(args.seed), 3)
+    x, ref, _ = sample_with_reference(model, k_draw, data, args.num)
     result = {"step": int(state.step), "num": args.num, **sample_metrics(k_proj, x, ref)}
     if args.nll_num:
         result.update(nll_metrics(model, k_nll, ref[: args.nll_num], data))

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import CONFIG_DIR, load_run  # noqa: E402
 
-from genflow.train import plot_trajectories_2d, write_sample_figure  # noqa: E402
+from genflow.train import plot_trajectories_2d, sample_with_reference, write_sample_figure  # noqa: E402
 
 
 def load_sampler(name: str, steps: int | None):
@@ -56,19 +56,17 @@ def main(argv=None) -> dict:
     cfg, state, data = load_run(args.run_dir, args.step)
     model = state.model if args.no_ema else state.ema_model
     sampler = load_sampler(args.sampler, args.steps) if args.sampler else model.sampler
-    k_sample, k_data, k_traj = jax.random.split(jax.random.key(args.seed), 3)
+    k_sample, k_traj = jax.random.split(jax.random.key(args.seed))
     out = args.run_dir / "samples"
     out.mkdir(parents=True, exist_ok=True)
-    sol = model.solve(k_sample, args.num, sampler=sampler)
-    samples = np.asarray(sol.y)
+    samples, ref, nfe = sample_with_reference(model, k_sample, data, args.num, sampler=sampler)
+    samples = np.asarray(samples)
     np.save(out / "samples.npy", samples)
-    ref = data.sample(k_data, args.num)
-    ref = ref["x"] if isinstance(ref, dict) else ref
-    write_sample_figure(out / "samples.png", samples, ref, f"{type(sampler).__name__}, NFE {int(sol.nfe)}")
+    write_sample_figure(out / "samples.png", samples, ref, f"{type(sampler).__name__}, NFE {int(nfe)}")
     if samples.ndim == 2 and samples.shape[1] == 2:
         traj = model.solve(k_traj, min(args.num, 300), sampler=sampler, save_trajectory=True).ys
         plot_trajectories_2d(out / "trajectories.png", traj)
-    info = {"num": args.num, "sampler": repr(sampler), "nfe": int(sol.nfe), "step": int(state.step)}
+    info = {"num": args.num, "sampler": repr(sampler), "nfe": int(nfe), "step": int(state.step)}
     (out / "info.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info))
     return info

@@ -56,6 +56,22 @@ class AbstractCoupling(eqx.Module):
     ) -> tuple[Float[Array, "n ..."], Float[Array, "n ..."], PyTree | None]:
         """Pair the batch ``x0`` (from the base) with the batch ``x1`` (data) and its condition ``cond``."""
 
+    def sampling_pair(
+        self, key: PRNGKeyArray, x0: Float[Array, "n ..."], x1: Float[Array, "n ..."], cond: PyTree | None = None
+    ) -> tuple[Float[Array, "n ..."], PyTree | None]:
+        """The starting points and conditions for generating samples that correspond to the data batch ``x1``.
+
+        Couplings of the base with the data alone (independent, OT) start from the base samples ``x0`` and keep
+        ``cond``; data-dependent couplings start from ``x0 ~ rho0(. | x1)`` and return their condition ``xi``.
+        """
+        del key, x1
+        return x0, cond
+
+    def constrain(self, v: Array, cond: PyTree | None) -> Array:
+        """Restrict a per-example velocity (or noise amplitude) to the coordinates the coupling leaves free."""
+        del cond
+        return v
+
 
 class IndependentCoupling(AbstractCoupling):
     """The product coupling ``rho(x0, x1) = rho0(x0) rho1(x1)``: the inputs are returned unchanged.
@@ -241,12 +257,16 @@ class AbstractDataDependentCoupling(AbstractCoupling):
     and at sampling time the same ``xi`` is passed as ``cond``. A condition that came with the data (e.g. a label) is
     replaced by ``xi``; to condition on both, fold the label into ``xi`` with a coupling of your own.
 
-    Subclasses give ``mean_and_condition`` (draws xi and computes m) and ``noise_scale`` (s).
+    Subclasses give ``mean_and_condition`` (draws xi and computes m), ``noise_scale`` (s) and the flag ``coupled``.
+    With ``coupled=False`` the pairs are independent, ``x0 ~ rho0`` (the model's base), but the fields still see
+    ``xi``: the uncoupled baseline of the paper, conditioned on the same information.
 
     References:
         Albergo, Goldstein, Boffi, Ranganath, Vanden-Eijnden, "Stochastic interpolants with data-dependent
         couplings", ICML 2024.
     """
+
+    coupled: eqx.AbstractVar[bool]
 
     @abc.abstractmethod
     def mean_and_condition(self, key: PRNGKeyArray, x1: Float[Array, "n ..."]) -> tuple[Float[Array, "n ..."], PyTree]:
@@ -257,12 +277,18 @@ class AbstractDataDependentCoupling(AbstractCoupling):
         """The noise scale ``s(xi)``, broadcastable against x1."""
 
     def __call__(self, key, x0, x1, cond=None):
-        del x0, cond
+        del cond
         x1 = jnp.asarray(x1)
         kxi, kzeta = jax.random.split(key)
         m, xi = self.mean_and_condition(kxi, x1)
+        if not self.coupled:
+            return x0, x1, xi
         zeta = jax.random.normal(kzeta, x1.shape, x1.dtype)
         return m + self.noise_scale(xi) * zeta, x1, xi
+
+    def sampling_pair(self, key, x0, x1, cond=None):
+        x0, _, xi = self(key, x0, x1, cond)
+        return x0, xi
 
 
 class DataDependentCoupling(AbstractDataDependentCoupling):
@@ -278,10 +304,14 @@ class DataDependentCoupling(AbstractDataDependentCoupling):
 
     mean_fn: Callable[[PRNGKeyArray, Array], tuple[Array, PyTree]] = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
+    coupled: bool = eqx.field(static=True)
 
-    def __init__(self, mean_fn: Callable[[PRNGKeyArray, Array], tuple[Array, PyTree]], sigma: float = 1.0):
+    def __init__(
+        self, mean_fn: Callable[[PRNGKeyArray, Array], tuple[Array, PyTree]], sigma: float = 1.0, coupled: bool = True
+    ):
         self.mean_fn = mean_fn
         self.sigma = float(sigma)
+        self.coupled = bool(coupled)
 
     def mean_and_condition(self, key, x1):
         return self.mean_fn(key, x1)
@@ -323,14 +353,20 @@ class InpaintingCoupling(AbstractDataDependentCoupling):
         x0 = xi ∘ x1 + sigma (1 - xi) ∘ zeta,    cond = xi   (shape (1, H, W) per example, float),
 
     so the known pixels start at their data values and only the missing ones start from noise. A UNet with
-    ``cond_channels=1`` takes the mask; at sampling time start from ``xi ∘ x_known + sigma (1 - xi) ∘ zeta`` and use
-    :func:`masked_velocity` to keep the known pixels fixed.
+    ``cond_channels=1`` takes the mask. The model keeps the known pixels fixed along the flow through
+    :meth:`constrain` (:func:`masked_velocity`); ``model.solve_like(key, images)`` starts from
+    ``xi ∘ x_known + sigma (1 - xi) ∘ zeta``.
+
+    With ``with_image=True`` the condition is ``[xi, xi ∘ x1]`` (``1 + C`` channels): the uncoupled baseline
+    (``coupled=False``, x0 from the base) needs the known pixels as a condition, since its x0 does not carry them.
 
     Args:
         tile: side of the square blocks the mask is made of (the last row/column of blocks is cropped when it does
             not divide H or W).
         keep_prob: probability that a block is known.
         sigma: noise scale on the missing pixels (1 in the paper).
+        coupled: the data-dependent coupling (True) or the independent baseline with the same condition (False).
+        with_image: append the masked image to the condition.
 
     References:
         Albergo, Goldstein, Boffi, Ranganath, Vanden-Eijnden, "Stochastic interpolants with data-dependent
@@ -340,8 +376,12 @@ class InpaintingCoupling(AbstractDataDependentCoupling):
     tile: int = eqx.field(static=True)
     keep_prob: float = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
+    coupled: bool = eqx.field(static=True)
+    with_image: bool = eqx.field(static=True)
 
-    def __init__(self, tile: int = 2, keep_prob: float = 0.5, sigma: float = 1.0):
+    def __init__(
+        self, tile: int = 2, keep_prob: float = 0.5, sigma: float = 1.0, coupled: bool = True, with_image: bool = False
+    ):
         if int(tile) < 1:
             raise ValueError(f"InpaintingCoupling: tile={tile!r} must be a positive integer")
         if not 0.0 <= keep_prob <= 1.0:
@@ -349,6 +389,7 @@ class InpaintingCoupling(AbstractDataDependentCoupling):
         self.tile = int(tile)
         self.keep_prob = float(keep_prob)
         self.sigma = float(sigma)
+        self.coupled, self.with_image = bool(coupled), bool(with_image)
 
     def mask(self, key: PRNGKeyArray, x1: Float[Array, "n c h w"]) -> Float[Array, "n 1 h w"]:
         """A random tile mask per example: 1 on known pixels, 0 on missing ones."""
@@ -360,10 +401,15 @@ class InpaintingCoupling(AbstractDataDependentCoupling):
 
     def mean_and_condition(self, key, x1):
         xi = self.mask(key, x1)
-        return xi * x1, xi
+        return xi * x1, jnp.concatenate([xi, xi * x1], axis=1) if self.with_image else xi
 
     def noise_scale(self, xi):
-        return self.sigma * (1.0 - xi)
+        return self.sigma * (1.0 - xi[:, :1])
+
+    def constrain(self, v, cond):
+        # Known pixels (mask 1) stay at their values along the whole path; the uncoupled baseline starts them from
+        # noise, so it must move them.
+        return v if cond is None or not self.coupled else masked_velocity(v, cond[:1])
 
 
 class SuperResolutionCoupling(AbstractDataDependentCoupling):
@@ -378,6 +424,7 @@ class SuperResolutionCoupling(AbstractDataDependentCoupling):
     Args:
         factor: down-sampling factor; must divide H and W.
         sigma: noise scale added to the upsampled image.
+        coupled: the data-dependent coupling (True) or the independent baseline with the same condition (False).
 
     References:
         Albergo, Goldstein, Boffi, Ranganath, Vanden-Eijnden, "Stochastic interpolants with data-dependent
@@ -386,12 +433,14 @@ class SuperResolutionCoupling(AbstractDataDependentCoupling):
 
     factor: int = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
+    coupled: bool = eqx.field(static=True)
 
-    def __init__(self, factor: int = 2, sigma: float = 0.1):
+    def __init__(self, factor: int = 2, sigma: float = 0.1, coupled: bool = True):
         if int(factor) < 1:
             raise ValueError(f"SuperResolutionCoupling: factor={factor!r} must be a positive integer")
         self.factor = int(factor)
         self.sigma = float(sigma)
+        self.coupled = bool(coupled)
 
     def low_resolution(self, x1: Float[Array, "n c h w"]) -> Float[Array, "n c h w"]:
         """``U(D(x1))``: the block means of x1, upsampled back to full size."""

@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 from genflow._base import AbstractDensityModel, split_batch
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant
+from genflow.nn import drop_condition, guided
 from genflow.solvers import AbstractODESolver, Euler, Solution, ode_log_prob
 
 
@@ -44,6 +45,10 @@ class FlowMatching(AbstractDensityModel):
         interpolant: the path; ``LinearInterpolant()`` by default.
         sampler: default ODE solver strategy used by ``sample`` (``Euler(100)`` by default).
         likelihood_solver: default solver for ``log_prob``.
+        label_dropout: probability of training on the null condition (classifier-free guidance, Ho & Salimans
+            2022); sampling with ``guidance=w`` then uses ``v_null + w (v_cond - v_null)``.
+        null_label: the null class label (the network's ``num_classes``) for integer conditions.
+        guidance: default guidance weight of ``sample`` (1: plain conditional sampling).
     """
 
     net: Callable
@@ -52,12 +57,30 @@ class FlowMatching(AbstractDensityModel):
     sampler: AbstractODESolver
     likelihood_solver: AbstractODESolver
     data_shape: tuple[int, ...] = eqx.field(static=True)
+    label_dropout: float = eqx.field(static=True)
+    null_label: int | None = eqx.field(static=True)
+    guidance: float = eqx.field(static=True)
     # The base is a fixed distribution: x0 = base.sample(...) is reparameterised, so without this its parameters
     # would receive gradients from the loss.
     frozen_fields: ClassVar[tuple[str, ...]] = ("base",)
 
-    def __init__(self, net, data_shape, base=None, interpolant=None, sampler=None, likelihood_solver=None):
+    def __init__(
+        self,
+        net,
+        data_shape,
+        base=None,
+        interpolant=None,
+        sampler=None,
+        likelihood_solver=None,
+        label_dropout: float = 0.0,
+        null_label: int | None = None,
+        guidance: float = 1.0,
+    ):
         self.net = net
+        self.label_dropout, self.guidance = float(label_dropout), float(guidance)
+        self.null_label = None if null_label is None else int(null_label)
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout={label_dropout!r} must lie in [0, 1)")
         self.data_shape = _as_shape(data_shape)
         self.base = StandardNormal(self.data_shape) if base is None else base
         self.interpolant = LinearInterpolant() if interpolant is None else interpolant
@@ -77,6 +100,7 @@ class FlowMatching(AbstractDensityModel):
         n = x1.shape[0]
         k0, kt = jax.random.split(key)
         x0 = batch["x0"] if isinstance(batch, dict) and "x0" in batch else self.base.sample(k0, n)
+        cond = drop_condition(jax.random.fold_in(key, 1), cond, self.label_dropout, self.null_label)
         t = jax.random.uniform(kt, (n,), x1.dtype)
         xt = jax.vmap(self.interpolant.interpolate)(t, x0, x1)
         target = jax.vmap(self.interpolant.velocity_target)(t, x0, x1)
@@ -84,9 +108,10 @@ class FlowMatching(AbstractDensityModel):
         pred = jax.vmap(self.velocity, in_axes=(0, 0, cond_axis))(t, xt, cond)
         return jnp.mean(jnp.sum((pred - target).reshape(n, -1) ** 2, axis=-1))
 
-    def _field(self, cond):
+    def _field(self, cond, guidance: float = 1.0):
         cond_axis = None if cond is None else 0
-        return lambda t, x: jax.vmap(self.velocity, in_axes=(None, 0, cond_axis))(t, x, cond)
+        v = guided(self.velocity, guidance)
+        return lambda t, x: jax.vmap(v, in_axes=(None, 0, cond_axis))(t, x, cond)
 
     @eqx.filter_jit
     def solve(
@@ -97,12 +122,24 @@ class FlowMatching(AbstractDensityModel):
         sampler: AbstractODESolver | None = None,
         cond: Any = None,
         x0: Array | None = None,
+        guidance: float | None = None,
         save_trajectory: bool = False,
     ) -> Solution:
-        """Push base samples (or the given ``x0``) through the learned flow; returns the full :class:`Solution`."""
+        """Push base samples (or the given ``x0``) through the learned flow; returns the full :class:`Solution`.
+
+        ``cond`` is a batch of conditions and ``guidance`` the classifier-free-guidance weight (default
+        ``self.guidance``).
+        """
         sampler = self.sampler if sampler is None else sampler
+        w = self.guidance if guidance is None else float(guidance)
         x0 = self.base.sample(key, num) if x0 is None else x0
-        return sampler.solve(self._field(cond), x0, 0.0, 1.0, save_trajectory=save_trajectory)
+        return sampler.solve(self._field(cond, w), x0, 0.0, 1.0, save_trajectory=save_trajectory)
+
+    @eqx.filter_jit
+    def solve_like(self, key: PRNGKeyArray, batch: Any, **opts: Any) -> Solution:
+        """Samples with the conditions of a data batch (its labels), one per example."""
+        x1, cond = split_batch(batch)
+        return self.solve(key, x1.shape[0], cond=cond, **opts)
 
     def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
         """Draw ``num`` samples; ``opts`` are those of :meth:`solve` (``sampler``, ``cond``, ``x0``)."""
@@ -124,13 +161,5 @@ class FlowMatching(AbstractDensityModel):
         ``key``). The base must have a tractable ``log_prob``.
         """
         solver = self.likelihood_solver if solver is None else solver
-        if cond is None:
-            f = lambda t, z: self.velocity(t, z)
-            logp, _, _ = ode_log_prob(f, self.base.log_prob, x, solver, divergence=divergence, key=key)
-            return logp
-        # Conditional fields differ per example, so each example is its own one-point solve (vmapped).
-        keys = jax.random.split(key, x.shape[0]) if key is not None else None
-        per = lambda xi, ci, ki: ode_log_prob(
-            lambda t, z: self.velocity(t, z, ci), self.base.log_prob, xi[None], solver, divergence=divergence, key=ki
-        )[0][0]
-        return jax.vmap(per, in_axes=(0, 0, None if keys is None else 0))(x, cond, keys)
+        f = self.velocity if cond is not None else (lambda t, z: self.velocity(t, z))
+        return ode_log_prob(f, self.base.log_prob, x, solver, divergence=divergence, key=key, cond=cond)[0]

@@ -33,7 +33,8 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 from genflow._base import AbstractDensityModel, split_batch
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._couplings import AbstractCoupling, IndependentCoupling
-from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant, SqrtGamma
+from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant, NoGamma, SqrtGamma
+from genflow.nn import drop_condition, guided
 from genflow.solvers import (
     AbstractODESolver,
     AbstractSDESolver,
@@ -44,22 +45,32 @@ from genflow.solvers import (
     ode_log_prob,
 )
 
+PARAMETRIZATIONS = ("velocity", "v_score")
+
 
 def _sqnorm(x: Array) -> Array:
     return jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1)
 
 
-def _dot(x: Array, y: Array) -> Array:
-    return jnp.sum((x * y).reshape(x.shape[0], -1), axis=-1)
-
-
 class StochasticInterpolant(AbstractDensityModel):
     """Stochastic interpolant with a learned velocity ``b`` and (optionally) a learned denoiser ``eta``.
 
+    Two parametrisations of the fields:
+
+    - ``"velocity"`` (default): ``net`` learns ``b`` with ``L_b`` and ``denoiser_net`` learns ``eta`` with ``L_eta``.
+    - ``"v_score"``: ``net`` learns ``v = E[alpha' x0 + beta' x1 | x_t]`` (b without the noise term) with
+      ``L_v = E[1/2 |v_hat|^2 - dI/dt . v_hat]``, and ``denoiser_net`` learns the score with
+      ``L_s = E[1/2 |s_hat|^2 + z . s_hat / gamma]``; then ``b = v - gamma gamma' s``. Both are finite at the ends
+      where ``gamma' `` diverges, and the antithetic pair cancels the ``1/gamma`` in ``L_s``.
+
+    Conditional generation: fields take ``cond`` (labels, vectors, or the condition ``xi`` a data-dependent
+    coupling returns). With ``label_dropout > 0`` the condition is replaced by the null one at that rate during
+    training, and sampling with ``guidance=w`` uses the classifier-free-guided fields ``f_null + w (f_c - f_null)``.
+
     Args:
-        net: the velocity ``b(t, x, cond)`` per example, a network or an analytic callable.
+        net: the velocity ``b(t, x, cond)`` (or ``v``) per example, a network or an analytic callable.
         data_shape: shape of one example.
-        denoiser_net: per-example ``eta(t, x, cond)``; needed for the score, hence for SDE sampling.
+        denoiser_net: per-example ``eta(t, x, cond)`` (or ``s``); needed for the score, hence for SDE sampling.
         interpolant: the path; ``LinearInterpolant(SqrtGamma(1.0))`` by default.
         base: rho0 (``N(0, I)`` by default).
         coupling: how base and data samples are paired (independent by default).
@@ -67,6 +78,10 @@ class StochasticInterpolant(AbstractDensityModel):
         eps: diffusion coefficient of the SDE samplers (``eps = 0`` reduces them to the ODE).
         t_min: how far the SDEs stop short of t=0 and t=1.
         likelihood_solver: ODE solver for ``log_prob``.
+        parametrization: ``"velocity"`` (b and eta) or ``"v_score"`` (v and s).
+        label_dropout: probability of training on the null condition (classifier-free guidance).
+        null_label: the null class label (the network's ``num_classes``) for integer conditions.
+        guidance: default guidance weight of ``sample`` (1: plain conditional sampling).
     """
 
     velocity_net: Callable
@@ -79,6 +94,10 @@ class StochasticInterpolant(AbstractDensityModel):
     data_shape: tuple[int, ...] = eqx.field(static=True)
     eps: float = eqx.field(static=True)
     t_min: float = eqx.field(static=True)
+    parametrization: str = eqx.field(static=True)
+    label_dropout: float = eqx.field(static=True)
+    null_label: int | None = eqx.field(static=True)
+    guidance: float = eqx.field(static=True)
     frozen_fields: ClassVar[tuple[str, ...]] = ("base",)
 
     def __init__(
@@ -93,6 +112,10 @@ class StochasticInterpolant(AbstractDensityModel):
         eps: float = 1.0,
         t_min: float = 1e-3,
         likelihood_solver=None,
+        parametrization: str = "velocity",
+        label_dropout: float = 0.0,
+        null_label: int | None = None,
+        guidance: float = 1.0,
     ):
         self.velocity_net, self.denoiser_net = net, denoiser_net
         self.data_shape = tuple(int(s) for s in data_shape)
@@ -101,58 +124,87 @@ class StochasticInterpolant(AbstractDensityModel):
         self.coupling = IndependentCoupling() if coupling is None else coupling
         self.sampler = Euler(num_steps=100) if sampler is None else sampler
         self.likelihood_solver = self.sampler if likelihood_solver is None else likelihood_solver
+        self.eps, self.t_min = float(eps), float(t_min)
+        self.parametrization = parametrization
+        self.label_dropout, self.guidance = float(label_dropout), float(guidance)
+        self.null_label = None if null_label is None else int(null_label)
+        self._check()
+
+    def _check(self) -> None:
         if not isinstance(self.likelihood_solver, AbstractODESolver):
             raise ValueError("likelihood_solver must be an ODE solver (pass one when sampler is an SDE solver)")
-        self.eps, self.t_min = float(eps), float(t_min)
         if self.eps < 0 or not 0 < self.t_min < 0.5:
-            raise ValueError(f"eps={eps!r} must be >= 0 and t_min={t_min!r} must lie in (0, 0.5)")
+            raise ValueError(f"eps={self.eps!r} must be >= 0 and t_min={self.t_min!r} must lie in (0, 0.5)")
         if tuple(self.base.event_shape) != self.data_shape:
             raise ValueError(f"base event_shape {self.base.event_shape} does not match data_shape {self.data_shape}")
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization={self.parametrization!r}; allowed: {', '.join(PARAMETRIZATIONS)}")
+        no_gamma = isinstance(self.interpolant.gamma, NoGamma)
+        if self.parametrization == "v_score" and (self.denoiser_net is None or no_gamma):
+            raise ValueError("parametrization='v_score' needs a denoiser_net (the score) and an interpolant with gamma")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout={self.label_dropout!r} must lie in [0, 1)")
 
     # -- fields ------------------------------------------------------------------------------------------------
+    def _call(self, net, t, x, cond):
+        return net(t, x) if cond is None else net(t, x, cond)
+
     def velocity(self, t, x: Array, cond: Any = None) -> Array:
-        """``b(t, x)`` for one example."""
-        return self.velocity_net(t, x) if cond is None else self.velocity_net(t, x, cond)
+        """``b(t, x)`` for one example (restricted to the coordinates the coupling leaves free)."""
+        b = self._call(self.velocity_net, t, x, cond)
+        if self.parametrization == "v_score":
+            b = b - self.interpolant.gamma_dgamma(t) * self._call(self.denoiser_net, t, x, cond)
+        return self.coupling.constrain(b, cond)
 
     def denoiser(self, t, x: Array, cond: Any = None) -> Array:
         """``eta(t, x) = E[z | x_t = x]`` for one example."""
         if self.denoiser_net is None:
             raise ValueError("this model has no denoiser_net: the score (and SDE sampling) needs one")
-        return self.denoiser_net(t, x) if cond is None else self.denoiser_net(t, x, cond)
+        out = self._call(self.denoiser_net, t, x, cond)
+        return -self.interpolant.gamma(t) * out if self.parametrization == "v_score" else out
 
     def score(self, t, x: Array, cond: Any = None) -> Array:
         """``s(t, x) = -eta(t, x) / gamma(t)`` for one example (0 < t < 1)."""
+        if self.parametrization == "v_score":
+            return self._call(self.denoiser_net, t, x, cond)
         return -self.denoiser(t, x, cond) / self.interpolant.gamma(t)
 
-    def _batched(self, fn, cond):
+    def _batched(self, fn, cond, guidance: float = 1.0):
+        fn = guided(fn, guidance)
         axis = None if cond is None else 0
         return lambda t, x: jax.vmap(fn, in_axes=(None, 0, axis))(t, x, cond)
 
     # -- training ----------------------------------------------------------------------------------------------
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
-        """``L_b`` plus ``L_eta`` (if there is a denoiser), each averaged over the antithetic pair (z, -z)."""
+        """``L_b + L_eta`` (or ``L_v + L_s``), each averaged over the antithetic pair (z, -z)."""
         x1, cond = split_batch(batch)
         n = x1.shape[0]
         k0, kc, kt, kz = jax.random.split(key, 4)
         x0 = batch["x0"] if isinstance(batch, dict) and "x0" in batch else self.base.sample(k0, n)
         x0, x1, cond = self.coupling(kc, x0, x1, cond)
+        cond = drop_condition(jax.random.fold_in(key, 1), cond, self.label_dropout, self.null_label)
         t = jax.random.uniform(kt, (n,), x1.dtype)
         z = jax.random.normal(kz, x1.shape, x1.dtype)
+        per_example = jax.vmap(self._example_loss, in_axes=(0, 0, 0, 0, None if cond is None else 0))
+        return jnp.mean(per_example(t, x0, x1, z, cond))
+
+    def _example_loss(self, t, x0, x1, z, cond) -> Scalar:
         itp = self.interpolant
-        tb = t.reshape((n,) + (1,) * (x1.ndim - 1))
-        mean = jax.vmap(itp.interpolate)(t, x0, x1)
-        dI = jax.vmap(itp.time_derivative)(t, x0, x1)
-        g, dg = itp.gamma(tb), itp.dgamma(tb)
-        axis = None if cond is None else 0
+        mean, dI = itp.interpolate(t, x0, x1), itp.time_derivative(t, x0, x1)
+        g, dg = itp.gamma(t), itp.dgamma(t)
+        v_score = self.parametrization == "v_score"
         total = 0.0
         for sign in (1.0, -1.0):
             xt = mean + sign * g * z
-            b_hat = jax.vmap(self.velocity, in_axes=(0, 0, axis))(t, xt, cond)
-            total = total + 0.5 * _sqnorm(b_hat) - _dot(dI + sign * dg * z, b_hat)
+            out = self._call(self.velocity_net, t, xt, cond)
+            target = dI if v_score else dI + sign * dg * z
+            total = total + 0.5 * jnp.sum(out**2) - jnp.sum(target * out)
             if self.denoiser_net is not None:
-                eta_hat = jax.vmap(self.denoiser, in_axes=(0, 0, axis))(t, xt, cond)
-                total = total + 0.5 * _sqnorm(eta_hat) - sign * _dot(z, eta_hat)
-        return jnp.mean(total) / 2
+                out = self._call(self.denoiser_net, t, xt, cond)
+                # v_score: z . s / gamma; where gamma = 0 the pair's terms cancel exactly, so divide by 1 there.
+                cross = -jnp.sum(z * out) / jnp.where(g > 0, g, 1.0) if v_score else jnp.sum(z * out)
+                total = total + 0.5 * jnp.sum(out**2) - sign * cross
+        return total / 2
 
     # -- sampling ----------------------------------------------------------------------------------------------
     @eqx.filter_jit
@@ -165,24 +217,40 @@ class StochasticInterpolant(AbstractDensityModel):
         cond: Any = None,
         x0: Array | None = None,
         eps: float | None = None,
+        guidance: float | None = None,
         save_trajectory: bool = False,
     ) -> Solution:
-        """Transport base samples (or ``x0``) to the target by the ODE, or by the forward SDE for an SDE solver."""
+        """Transport base samples (or ``x0``) to the target by the ODE, or by the forward SDE for an SDE solver.
+
+        ``cond`` is a batch of conditions and ``guidance`` the classifier-free-guidance weight (default
+        ``self.guidance``).
+        """
         sampler = self.sampler if sampler is None else sampler
+        w = self.guidance if guidance is None else float(guidance)
         k0, kw = jax.random.split(key)
         x0 = self.base.sample(k0, num) if x0 is None else x0
-        b = self._batched(self.velocity, cond)
+        b = self._batched(self.velocity, cond, w)
         if isinstance(sampler, AbstractODESolver):
             return sampler.solve(b, x0, 0.0, 1.0, save_trajectory=save_trajectory)
         eps = self.eps if eps is None else eps
-        s = self._batched(self.score, cond)
-        drift = lambda t, x: b(t, x) + eps * s(t, x)
-        noise = lambda t, x: jnp.sqrt(2.0 * eps)
+        s = self._batched(self.score, cond, w)
+        free = self._batched(lambda t, v, c: self.coupling.constrain(v, c), cond)
+        drift = lambda t, x: b(t, x) + eps * free(t, s(t, x))
+        noise = lambda t, x: free(t, jnp.full_like(x, jnp.sqrt(2.0 * eps)))
         return sampler.solve(drift, noise, x0, self.t_min, 1.0 - self.t_min, key=kw, save_trajectory=save_trajectory)
 
     def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
         """``num`` samples; ``opts`` as in :meth:`solve`."""
         return self.solve(key, num, **opts).y
+
+    @eqx.filter_jit
+    def solve_like(self, key: PRNGKeyArray, batch: Any, **opts: Any) -> Solution:
+        """Samples that correspond to a data batch: its labels, or the condition ``xi`` and the start
+        ``x0 ~ rho0(. | x1)`` of a data-dependent coupling (an in-painting mask, a low-resolution image)."""
+        x1, cond = split_batch(batch)
+        k0, kc, ks = jax.random.split(key, 3)
+        x0, cond = self.coupling.sampling_pair(kc, self.base.sample(k0, x1.shape[0]), x1, cond)
+        return self.solve(ks, x1.shape[0], x0=x0, cond=cond, **opts)
 
     # -- likelihood --------------------------------------------------------------------------------------------
     @eqx.filter_jit
@@ -191,12 +259,14 @@ class StochasticInterpolant(AbstractDensityModel):
         x: Float[Array, "num ..."],
         *,
         key: PRNGKeyArray | None = None,
+        cond: Any = None,
         solver: AbstractODESolver | None = None,
         divergence: str = "exact",
     ) -> Float[Array, " num"]:
-        """ODE likelihood ``log rho1(x) = log rho0(X_0) - ∫_0^1 div b(t, X_t) dt`` (unconditional models)."""
+        """ODE likelihood ``log rho1(x | cond) = log rho0(X_0) - ∫_0^1 div b(t, X_t) dt`` (independent couplings)."""
         solver = self.likelihood_solver if solver is None else solver
-        return ode_log_prob(self.velocity, self.base.log_prob, x, solver, divergence=divergence, key=key)[0]
+        f = self.velocity if cond is not None else (lambda t, z: self.velocity(t, z))
+        return ode_log_prob(f, self.base.log_prob, x, solver, divergence=divergence, key=key, cond=cond)[0]
 
     @eqx.filter_jit
     def log_prob_sde(

@@ -53,6 +53,7 @@ def ode_log_prob(
     t_base: float = 0.0,
     divergence: str = "exact",
     key: PRNGKeyArray | None = None,
+    cond: Any = None,
 ) -> tuple[Float[Array, " num"], Float[Array, " num"], Any]:
     """Log-density of a batch under the pushforward of ``base`` by the flow of ``f``.
 
@@ -60,26 +61,32 @@ def ode_log_prob(
     ``l(t_base) = -∫_{t_base}^{t_data} div f dt`` and ``log p(x) = log p_base(X) + l(t_base)``.
 
     Args:
-        f: per-example vector field ``f(t, x)``.
+        f: per-example vector field ``f(t, x)``, or ``f(t, x, cond)`` when ``cond`` is given.
         base_log_prob: per-example log-density at ``t_base``.
         x: batch of points at ``t_data``.
         solver: any ODE solver strategy.
         divergence: ``"exact"`` or ``"hutchinson"`` (one fixed Rademacher probe per example, needs ``key``).
+        cond: a batch of per-example conditions (leading axis aligned with ``x``), or None.
 
     Returns:
         ``(log_prob, prior_term, nfe)``: the total, the base term ``log p_base(X)``, and the solver's NFE.
     """
     if divergence not in ("exact", "hutchinson"):
         raise ValueError(f"divergence={divergence!r}; allowed: 'exact', 'hutchinson'")
+    axis = None if cond is None else 0
+    fc = (lambda t, z, c: f(t, z)) if cond is None else f
+    vel = jax.vmap(fc, in_axes=(None, 0, axis))
     if divergence == "hutchinson":
         if key is None:
             raise ValueError("divergence='hutchinson' needs a key for its probe")
         probes = rademacher_like(key, x)
-        div = jax.vmap(lambda t, z, e: divergence_hutchinson(f, t, z, e), in_axes=(None, 0, 0))
-        field = lambda t, state: (jax.vmap(f, in_axes=(None, 0))(t, state[0]), div(t, state[0], probes))
+        hutch = lambda t, z, c, e: divergence_hutchinson(lambda s, y: fc(s, y, c), t, z, e)
+        div = jax.vmap(hutch, in_axes=(None, 0, axis, 0))
+        field = lambda t, state: (vel(t, state[0], cond), div(t, state[0], cond, probes))
     else:
-        div = jax.vmap(lambda t, z: divergence_exact(f, t, z), in_axes=(None, 0))
-        field = lambda t, state: (jax.vmap(f, in_axes=(None, 0))(t, state[0]), div(t, state[0]))
+        exact = lambda t, z, c: divergence_exact(lambda s, y: fc(s, y, c), t, z)
+        div = jax.vmap(exact, in_axes=(None, 0, axis))
+        field = lambda t, state: (vel(t, state[0], cond), div(t, state[0], cond))
     l0 = jnp.zeros(x.shape[:1], x.dtype)
     sol = solver.solve(field, (x, l0), t_data, t_base)
     x_base, delta = sol.y

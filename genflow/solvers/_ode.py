@@ -61,6 +61,9 @@ class AbstractFixedStepSolver(AbstractODESolver):
     """A one-step method on a uniform grid of ``num_steps`` steps, run as a single ``lax.scan``."""
 
     num_steps: eqx.AbstractVar[int]
+    # Unrolling the step loop trades compile time for speed where XLA runs loop bodies slowly (convolutions on
+    # CPU, jax-ml/jax#12868).
+    unroll: eqx.AbstractVar[bool]
     stages: ClassVar[int]
 
     def __check_init__(self):
@@ -82,7 +85,7 @@ class AbstractFixedStepSolver(AbstractODESolver):
             y_next = self.step(f, t, y, t_next - t)
             return y_next, (y_next if save_trajectory else None)
 
-        y, ys = jax.lax.scan(body, y0, (ts[:-1], ts[1:]))
+        y, ys = jax.lax.scan(body, y0, (ts[:-1], ts[1:]), unroll=self.unroll)
         if save_trajectory:
             ys = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
         return Solution(y=y, nfe=self.stages * (ts.shape[0] - 1), ts=ts, ys=ys)
@@ -92,6 +95,7 @@ class Euler(AbstractFixedStepSolver):
     """Explicit Euler: ``y_{n+1} = y_n + h f(t_n, y_n)``; global order 1."""
 
     num_steps: int = eqx.field(static=True, default=100)
+    unroll: bool = eqx.field(static=True, default=False)
     stages: ClassVar[int] = 1
 
     def step(self, f, t, y, dt):
@@ -108,6 +112,7 @@ class Heun(AbstractFixedStepSolver):
     """
 
     num_steps: int = eqx.field(static=True, default=50)
+    unroll: bool = eqx.field(static=True, default=False)
     stages: ClassVar[int] = 2
 
     def step(self, f, t, y, dt):
@@ -120,6 +125,7 @@ class Midpoint(AbstractFixedStepSolver):
     """Explicit midpoint rule, global order 2: ``y_{n+1} = y_n + h f(t + h/2, y_n + h/2 f(t, y_n))``."""
 
     num_steps: int = eqx.field(static=True, default=50)
+    unroll: bool = eqx.field(static=True, default=False)
     stages: ClassVar[int] = 2
 
     def step(self, f, t, y, dt):
@@ -131,6 +137,7 @@ class RK4(AbstractFixedStepSolver):
     """Classical fourth-order Runge–Kutta, global order 4."""
 
     num_steps: int = eqx.field(static=True, default=25)
+    unroll: bool = eqx.field(static=True, default=False)
     stages: ClassVar[int] = 4
 
     def step(self, f, t, y, dt):

@@ -33,6 +33,9 @@ class AbstractFixedStepSDESolver(AbstractSDESolver):
     """A one-step SDE method on a time grid, run as one ``lax.scan``."""
 
     num_steps: eqx.AbstractVar[int]
+    # Unrolling the step loop trades compile time for speed where XLA runs loop bodies slowly (convolutions on
+    # CPU, jax-ml/jax#12868).
+    unroll: eqx.AbstractVar[bool]
     stages: ClassVar[int]
 
     def __check_init__(self):
@@ -67,7 +70,7 @@ class AbstractFixedStepSDESolver(AbstractSDESolver):
             y_next = self.step(drift, diffusion, t, y, dt, dw)
             return y_next, (y_next if save_trajectory else None)
 
-        y, ys = jax.lax.scan(body, y0, (ts[:-1], ts[1:], keys))
+        y, ys = jax.lax.scan(body, y0, (ts[:-1], ts[1:], keys), unroll=self.unroll)
         if save_trajectory:
             ys = jnp.concatenate([y0[None], ys])
         return Solution(y=y, nfe=self.stages * (ts.shape[0] - 1), ts=ts, ys=ys)
@@ -81,6 +84,7 @@ class EulerMaruyama(AbstractFixedStepSDESolver):
     """
 
     num_steps: int = eqx.field(static=True, default=100)
+    unroll: bool = eqx.field(static=True, default=False)
     stages: ClassVar[int] = 1
 
     def step(self, drift, diffusion, t, y, dt, dw):
@@ -95,6 +99,7 @@ class StochasticHeun(AbstractFixedStepSDESolver):
     """
 
     num_steps: int = eqx.field(static=True, default=50)
+    unroll: bool = eqx.field(static=True, default=False)
     stages: ClassVar[int] = 2
 
     def step(self, drift, diffusion, t, y, dt, dw):

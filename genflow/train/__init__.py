@@ -1,7 +1,7 @@
 """Training: scan-chunked trainer, EMA, optimizers, atomic checkpoints, metrics logging."""
 
 from genflow.train._checkpoint import CheckpointManager
-from genflow.train._hooks import SampleHook, write_sample_figure
+from genflow.train._hooks import SampleHook, sample_with_reference, write_sample_figure
 from genflow.train._logging import MetricsLogger
 from genflow.train._optim import make_optimizer, make_schedule
 from genflow.train._plots import plot_image_grid, plot_samples_2d, plot_trajectories_2d
@@ -20,5 +20,6 @@ __all__ = [
     "plot_image_grid",
     "plot_samples_2d",
     "plot_trajectories_2d",
+    "sample_with_reference",
     "write_sample_figure",
 ]

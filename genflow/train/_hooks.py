@@ -24,10 +24,8 @@ class SampleHook:
         self.key = jax.random.key(seed + 7919)
 
     def __call__(self, state, step: int) -> dict[str, Any]:
-        k_model, k_data, k_proj = jax.random.split(jax.random.fold_in(self.key, step), 3)
-        x = state.ema_model.sample(k_model, self.num_samples)
-        ref = self.data.sample(k_data, self.num_samples)
-        ref = ref["x"] if isinstance(ref, dict) else ref
+        k_draw, k_proj = jax.random.split(jax.random.fold_in(self.key, step))
+        x, ref, _ = sample_with_reference(state.ema_model, k_draw, self.data, self.num_samples)
         metrics = {
             "energy_distance": float(energy_distance(flatten_samples(x), flatten_samples(ref))),
             "sliced_w2": float(sliced_w2(k_proj, flatten_samples(x), flatten_samples(ref))),
@@ -35,6 +33,24 @@ class SampleHook:
         if self.plot:
             write_sample_figure(self.run_dir / "figures" / f"samples_{step:07d}.png", x, ref, f"step {step}")
         return metrics
+
+
+def sample_with_reference(model, key, data, num: int, **opts: Any) -> tuple[Any, Any, Any]:
+    """``num`` model samples, ``num`` fresh data examples, and the sampler's NFE (None if the model has no solver).
+
+    Models with ``solve_like`` sample from the data batch: with its labels, or from the start and condition a
+    data-dependent coupling derives from it (an in-painting mask), so samples and references correspond.
+    """
+    k_model, k_data = jax.random.split(key)
+    batch = data.sample(k_data, num)
+    ref = batch["x"] if isinstance(batch, dict) else batch
+    if hasattr(model, "solve_like"):
+        sol = model.solve_like(k_model, batch, **opts)
+    elif hasattr(model, "solve"):
+        sol = model.solve(k_model, num, **opts)
+    else:
+        return model.sample(k_model, num, **opts), ref, None
+    return sol.y, ref, sol.nfe
 
 
 def write_sample_figure(path, samples, reference=None, title: str = "") -> Path:

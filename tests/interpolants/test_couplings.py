@@ -176,6 +176,25 @@ def test_super_resolution_rejects_indivisible_images():
         SuperResolutionCoupling(factor=3)(jax.random.key(0), None, digits_like(0))
 
 
+def test_uncoupled_baselines_keep_the_base_samples_and_the_condition():
+    x1 = jnp.asarray(digits_like(4, c=1))
+    base = jax.random.normal(jax.random.key(0), x1.shape)
+    inpaint = InpaintingCoupling(tile=2, coupled=False, with_image=True)
+    x0, _, cond = inpaint(jax.random.key(1), base, x1)
+    np.testing.assert_array_equal(x0, base)
+    mask = cond[:, :1]
+    assert cond.shape == (32, 2, 8, 8)
+    np.testing.assert_allclose(cond[:, 1:], mask * x1)
+    # The baseline must move the known pixels (they start as noise): no masking of its velocity.
+    np.testing.assert_array_equal(inpaint.constrain(jnp.ones((1, 8, 8)), cond[0]), jnp.ones((1, 8, 8)))
+    coupled = InpaintingCoupling(tile=2, with_image=True)
+    v = coupled.constrain(jnp.ones((1, 8, 8)), cond[0])
+    np.testing.assert_array_equal(v, 1.0 - mask[0])
+    x0, _, cond = SuperResolutionCoupling(factor=2, coupled=False)(jax.random.key(2), base, x1)
+    np.testing.assert_array_equal(x0, base)
+    np.testing.assert_allclose(cond, SuperResolutionCoupling(factor=2).low_resolution(x1))
+
+
 def test_generic_data_dependent_coupling_replaces_cond():
     coupling = DataDependentCoupling(lambda key, x1: (0.5 * x1, x1[:, :1]), sigma=0.0)
     x1 = jax.random.normal(jax.random.key(0), (8, 3))

@@ -163,3 +163,16 @@ def test_diffrax_sde_validation_and_nfe():
         DiffraxSDE("euler", rtol=1e-3, atol=1e-3)
     sol = DiffraxSDE("heun", num_steps=10).solve(lambda t, y: -y, lambda t, y: 0.1, jnp.ones(2), key=jax.random.key(0))
     assert int(sol.nfe) == 20
+
+
+@pytest.mark.parametrize("solver_cls", [Euler, Heun, RK4])
+def test_unrolled_step_loop_gives_the_same_solution(solver_cls):
+    f = lambda t, y: -y * jnp.cos(t)
+    y0 = jnp.array([1.0, -2.0])
+    rolled = solver_cls(num_steps=7).solve(f, y0, 0.0, 1.0)
+    unrolled = solver_cls(num_steps=7, unroll=True).solve(f, y0, 0.0, 1.0)
+    np.testing.assert_allclose(unrolled.y, rolled.y, rtol=1e-6)
+    drift, noise = (lambda t, y: -y), (lambda t, y: 0.5)
+    a = EulerMaruyama(num_steps=7).solve(drift, noise, y0, 0.0, 1.0, key=jax.random.key(0))
+    b = EulerMaruyama(num_steps=7, unroll=True).solve(drift, noise, y0, 0.0, 1.0, key=jax.random.key(0))
+    np.testing.assert_allclose(a.y, b.y, rtol=1e-6)
