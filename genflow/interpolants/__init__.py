@@ -35,7 +35,7 @@ from genflow.interpolants._multimarginal import (
     optimize_path,
 )
 from genflow.interpolants._oracles import GaussianMixtureFields, gaussian_fields
-from genflow.interpolants._stochastic import StochasticInterpolant
+from genflow.interpolants._stochastic import LinearEps, StochasticInterpolant
 
 __all__ = [
     "AbstractCoupling",
@@ -52,6 +52,7 @@ __all__ = [
     "GaussianMixtureFields",
     "IndependentCoupling",
     "InpaintingCoupling",
+    "LinearEps",
     "LinearInterpolant",
     "MinibatchOTCoupling",
     "MirrorInterpolant",

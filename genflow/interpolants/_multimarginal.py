@@ -369,11 +369,23 @@ class MultimarginalInterpolant(AbstractGenerativeModel):
         solver = self.sampler if solver is None else solver
         return _transport(self, x, path, solver, save_trajectory)
 
+    def solve(
+        self,
+        key: PRNGKeyArray,
+        num: int,
+        *,
+        marginal: int = 1,
+        sampler: AbstractODESolver | None = None,
+        save_trajectory: bool = False,
+    ) -> Solution:
+        """Base samples pushed to ``marginal`` (1..K) along the edge $e_0 \\to e_k$, as a :class:`Solution`."""
+        return self.transport(self.base.sample(key, num), 0, marginal, solver=sampler, save_trajectory=save_trajectory)
+
     def sample(
-        self, key: PRNGKeyArray, num: int, *, marginal: int = 1, solver: AbstractODESolver | None = None
+        self, key: PRNGKeyArray, num: int, *, marginal: int = 1, sampler: AbstractODESolver | None = None
     ) -> Float[Array, "num ..."]:
         """Samples of ``marginal`` (1..K), pushed from the base along the edge $e_0 \\to e_k$."""
-        return self.transport(self.base.sample(key, num), 0, marginal, solver=solver).y
+        return self.solve(key, num, marginal=marginal, sampler=sampler).y
 
     def all_pairs(
         self, xs: Sequence[Float[Array, "num ..."]], *, solver: AbstractODESolver | None = None

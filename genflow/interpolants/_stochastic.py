@@ -48,6 +48,29 @@ from genflow.solvers import (
 PARAMETRIZATIONS = ("velocity", "v_score")
 
 
+def _eps_at(eps: float | Callable, t) -> Array | float:
+    return eps(t) if callable(eps) else eps
+
+
+class LinearEps(eqx.Module):
+    """A diffusion-coefficient schedule for the SDE samplers, ``eps(t) = start (1 - t) + end t`` (both >= 0).
+
+    References:
+        Albergo, Boffi, Vanden-Eijnden, "Stochastic Interpolants", 2023, Sec. 2.3 (eps(t) may vary in time).
+    """
+
+    start: float = eqx.field(static=True)
+    end: float = eqx.field(static=True)
+
+    def __init__(self, start: float = 1.0, end: float = 0.0):
+        if start < 0 or end < 0:
+            raise ValueError(f"LinearEps: start={start!r} and end={end!r} must be >= 0")
+        self.start, self.end = float(start), float(end)
+
+    def __call__(self, t):
+        return self.start * (1.0 - t) + self.end * t
+
+
 def _sqnorm(x: Array) -> Array:
     return jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1)
 
@@ -75,7 +98,8 @@ class StochasticInterpolant(AbstractDensityModel):
         base: rho0 (``N(0, I)`` by default).
         coupling: how base and data samples are paired (independent by default).
         sampler: default solver of ``sample``: an ODE solver (probability flow) or an SDE solver (forward SDE).
-        eps: diffusion coefficient of the SDE samplers (``eps = 0`` reduces them to the ODE).
+        eps: diffusion coefficient of the SDE samplers, a number or a schedule ``eps(t) >= 0`` (e.g.
+            :class:`LinearEps`); ``eps = 0`` reduces them to the ODE.
         t_min: how far the SDEs stop short of t=0 and t=1.
         likelihood_solver: ODE solver for ``log_prob``.
         parametrization: ``"velocity"`` (b and eta) or ``"v_score"`` (v and s).
@@ -92,7 +116,7 @@ class StochasticInterpolant(AbstractDensityModel):
     sampler: AbstractODESolver | AbstractSDESolver
     likelihood_solver: AbstractODESolver
     data_shape: tuple[int, ...] = eqx.field(static=True)
-    eps: float = eqx.field(static=True)
+    eps: float | Callable = eqx.field(static=True)
     t_min: float = eqx.field(static=True)
     parametrization: str = eqx.field(static=True)
     label_dropout: float = eqx.field(static=True)
@@ -109,7 +133,7 @@ class StochasticInterpolant(AbstractDensityModel):
         base=None,
         coupling=None,
         sampler=None,
-        eps: float = 1.0,
+        eps: float | Callable = 1.0,
         t_min: float = 1e-3,
         likelihood_solver=None,
         parametrization: str = "velocity",
@@ -124,7 +148,7 @@ class StochasticInterpolant(AbstractDensityModel):
         self.coupling = IndependentCoupling() if coupling is None else coupling
         self.sampler = Euler(num_steps=100) if sampler is None else sampler
         self.likelihood_solver = self.sampler if likelihood_solver is None else likelihood_solver
-        self.eps, self.t_min = float(eps), float(t_min)
+        self.eps, self.t_min = (eps if callable(eps) else float(eps)), float(t_min)
         self.parametrization = parametrization
         self.label_dropout, self.guidance = float(label_dropout), float(guidance)
         self.null_label = None if null_label is None else int(null_label)
@@ -133,7 +157,7 @@ class StochasticInterpolant(AbstractDensityModel):
     def _check(self) -> None:
         if not isinstance(self.likelihood_solver, AbstractODESolver):
             raise ValueError("likelihood_solver must be an ODE solver (pass one when sampler is an SDE solver)")
-        if self.eps < 0 or not 0 < self.t_min < 0.5:
+        if (not callable(self.eps) and self.eps < 0) or not 0 < self.t_min < 0.5:
             raise ValueError(f"eps={self.eps!r} must be >= 0 and t_min={self.t_min!r} must lie in (0, 0.5)")
         if tuple(self.base.event_shape) != self.data_shape:
             raise ValueError(f"base event_shape {self.base.event_shape} does not match data_shape {self.data_shape}")
@@ -229,15 +253,41 @@ class StochasticInterpolant(AbstractDensityModel):
         w = self.guidance if guidance is None else float(guidance)
         k0, kw = jax.random.split(key)
         x0 = self.base.sample(k0, num) if x0 is None else x0
-        b = self._batched(self.velocity, cond, w)
         if isinstance(sampler, AbstractODESolver):
+            b = self._batched(self.velocity, cond, w)
             return sampler.solve(b, x0, 0.0, 1.0, save_trajectory=save_trajectory)
-        eps = self.eps if eps is None else eps
-        s = self._batched(self.score, cond, w)
-        free = self._batched(lambda t, v, c: self.coupling.constrain(v, c), cond)
-        drift = lambda t, x: b(t, x) + eps * free(t, s(t, x))
-        noise = lambda t, x: free(t, jnp.full_like(x, jnp.sqrt(2.0 * eps)))
+        drift, noise = self._sde(cond, w, self.eps if eps is None else eps, sign=1.0)
         return sampler.solve(drift, noise, x0, self.t_min, 1.0 - self.t_min, key=kw, save_trajectory=save_trajectory)
+
+    @eqx.filter_jit
+    def encode(
+        self,
+        key: PRNGKeyArray,
+        x: Float[Array, "num ..."],
+        *,
+        sampler: AbstractODESolver | AbstractSDESolver | None = None,
+        cond: Any = None,
+        eps: float | Callable | None = None,
+        guidance: float | None = None,
+        save_trajectory: bool = False,
+    ) -> Solution:
+        """Carry data ``x`` back to the base: the ODE from t=1 to 0, or for an SDE solver the backward SDE
+        ``dY = (b - eps s) dt + sqrt(2 eps) dW`` from ``1 - t_min`` to ``t_min``."""
+        sampler = self.sampler if sampler is None else sampler
+        w = self.guidance if guidance is None else float(guidance)
+        if isinstance(sampler, AbstractODESolver):
+            return sampler.solve(self._batched(self.velocity, cond, w), x, 1.0, 0.0, save_trajectory=save_trajectory)
+        drift, noise = self._sde(cond, w, self.eps if eps is None else eps, sign=-1.0)
+        return sampler.solve(drift, noise, x, 1.0 - self.t_min, self.t_min, key=key, save_trajectory=save_trajectory)
+
+    def _sde(self, cond, w: float, eps, sign: float):
+        """Drift ``b + sign eps(t) s`` and noise ``sqrt(2 eps(t))`` of the forward (sign +1) or backward (-1) SDE,
+        both restricted to the coordinates the coupling leaves free."""
+        b, s = self._batched(self.velocity, cond, w), self._batched(self.score, cond, w)
+        free = self._batched(lambda t, v, c: self.coupling.constrain(v, c), cond)
+        drift = lambda t, x: b(t, x) + sign * _eps_at(eps, t) * free(t, s(t, x))
+        noise = lambda t, x: free(t, jnp.full_like(x, jnp.sqrt(2.0 * _eps_at(eps, t))))
+        return drift, noise
 
     def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
         """``num`` samples; ``opts`` as in :meth:`solve`."""
@@ -275,7 +325,7 @@ class StochasticInterpolant(AbstractDensityModel):
         *,
         key: PRNGKeyArray,
         solver: AbstractSDESolver | None = None,
-        eps: float | None = None,
+        eps: float | Callable | None = None,
     ) -> Float[Array, " num"]:
         """One-path estimate of ``log rho1(x)`` along the backward SDE (average several keys to reduce variance):
 
@@ -287,17 +337,17 @@ class StochasticInterpolant(AbstractDensityModel):
         solver = EulerMaruyama(num_steps=200) if solver is None else solver
         eps = self.eps if eps is None else eps
         n, shape = x.shape[0], x.shape[1:]
-        b_f = lambda t, y: self.velocity(t, y) + eps * self.score(t, y)
+        b_f = lambda t, y: self.velocity(t, y) + _eps_at(eps, t) * self.score(t, y)
 
         def drift(t, state):
             y = state[:, :-1].reshape((n, *shape))
             s = jax.vmap(self.score, in_axes=(None, 0))(t, y)
-            dy = jax.vmap(self.velocity, in_axes=(None, 0))(t, y) - eps * s
-            dl = jax.vmap(lambda yi: divergence_exact(b_f, t, yi))(y) + eps * _sqnorm(s)
+            dy = jax.vmap(self.velocity, in_axes=(None, 0))(t, y) - _eps_at(eps, t) * s
+            dl = jax.vmap(lambda yi: divergence_exact(b_f, t, yi))(y) + _eps_at(eps, t) * _sqnorm(s)
             return jnp.concatenate([dy.reshape(n, -1), dl[:, None]], axis=1)
 
         d = x[0].size
-        noise = lambda t, state: jnp.concatenate([jnp.full((d,), jnp.sqrt(2.0 * eps)), jnp.zeros(1)])
+        noise = lambda t, state: jnp.concatenate([jnp.full((d,), jnp.sqrt(2.0 * _eps_at(eps, t))), jnp.zeros(1)])
         state0 = jnp.concatenate([x.reshape(n, -1), jnp.zeros((n, 1), x.dtype)], axis=1)
         sol = solver.solve(drift, noise, state0, 1.0 - self.t_min, self.t_min, key=key)
         y0 = sol.y[:, :-1].reshape(x.shape)

@@ -10,6 +10,7 @@ from genflow.distributions import GaussianMixture
 from genflow.interpolants import (
     EncoderDecoderInterpolant,
     GVPInterpolant,
+    LinearEps,
     LinearInterpolant,
     MinibatchOTCoupling,
     MirrorInterpolant,
@@ -103,7 +104,8 @@ def test_ode_and_sde_samples_reproduce_the_target(x64):
     ref = rho1().sample(jax.random.key(9), 3000)
     x_ode = model.sample(jax.random.key(2), 3000, sampler=RK4(num_steps=100))
     x_sde = model.sample(jax.random.key(3), 3000, sampler=EulerMaruyama(num_steps=400))
-    assert _ks_ok(x_ode, ref) and _ks_ok(x_sde, ref)
+    x_sched = model.sample(jax.random.key(4), 3000, sampler=EulerMaruyama(num_steps=400), eps=LinearEps(1.0, 0.1))
+    assert _ks_ok(x_ode, ref) and _ks_ok(x_sde, ref) and _ks_ok(x_sched, ref)
     # The SDE's log-likelihood of its samples under rho1 matches that of true samples (mean over 3000 points).
     lp, lp_ref = rho1().log_prob(x_sde), rho1().log_prob(ref)
     assert abs(float(lp.mean() - lp_ref.mean())) < 4 * float(jnp.sqrt(lp.var() / 3000 + lp_ref.var() / 3000))
@@ -123,6 +125,19 @@ def test_gaussian_endpoint_map_and_divergence_integral(x64):
     x = mu + x0 @ L.T
     logp, prior, _ = ode_log_prob(fields.velocity, model.base.log_prob, x, RK4(num_steps=200))
     np.testing.assert_allclose(prior - logp, 0.5 * np.linalg.slogdet(sigma)[1], atol=1e-8)
+
+
+def test_encode_inverts_the_gaussian_map_and_the_backward_sde_reaches_the_base(x64):
+    mu, L = np.array([1.0, -2.0]), np.array([[1.5, 0.0], [0.8, 0.5]])
+    sigma = L @ L.T
+    fields = gaussian_fields(LinearInterpolant(SqrtGamma(1.0)), np.zeros(2), np.eye(2), mu, sigma)
+    model = StochasticInterpolant(fields.velocity, (2,), denoiser_net=fields.denoiser, interpolant=fields.interpolant)
+    w, V = np.linalg.eigh(sigma)
+    z = jax.random.normal(jax.random.key(4), (2000, 2))
+    x = mu + z @ (V * np.sqrt(w)) @ V.T  # the exact flow map's image of z
+    np.testing.assert_allclose(model.encode(jax.random.key(0), x[:32], sampler=RK4(num_steps=200)).y, z[:32], atol=1e-7)
+    y = model.encode(jax.random.key(1), x, sampler=EulerMaruyama(num_steps=400), eps=LinearEps(0.5, 1.0)).y
+    assert _ks_ok(y, jax.random.normal(jax.random.key(2), (2000, 2)))
 
 
 def v_and_score(fields):
