@@ -93,3 +93,15 @@ def test_nan_in_cli_run_stops_and_keeps_last_good_checkpoint(make_cfg, tmp_path)
         train(cfg, tmp_path)
     ckpts = sorted(Path(tmp_path / "checkpoints").glob("ckpt_*.eqx"))
     assert ckpts, "the last good state must be checkpointed"
+
+
+@pytest.mark.parametrize(
+    "group,name",
+    [(g, p.stem) for g in ("sampler", "coupling", "interpolant") for p in sorted((CONFIG_DIR / g).glob("*.yaml"))],
+)
+def test_every_group_option_instantiates(group, name):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    obj = instantiate(OmegaConf.load(CONFIG_DIR / group / f"{name}.yaml"), _convert_="all")
+    assert type(obj).__module__.startswith("genflow.")
