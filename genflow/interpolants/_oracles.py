@@ -16,6 +16,7 @@ References:
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -51,8 +52,12 @@ class GaussianMixtureFields(eqx.Module):
 
     def _posterior(self, t, x):
         w, m, S, K, dm = self._pairs(t)
-        resid = jnp.linalg.solve(S, (x - m)[..., None])[..., 0]  # S_ij^{-1} (x - m_ij)
-        post = GaussianMixture(w, m, S).responsibilities(x)
+        # S^{-1} and log det S depend on t only. Forming them here, not solving per example, keeps them out of a
+        # vmap over x: batched per-example solves ran ~400x slower on CPU.
+        S_inv = jnp.linalg.inv(S)
+        resid = jnp.einsum("kab,kb->ka", S_inv, x - m)  # S_ij^{-1} (x - m_ij)
+        log_c = jnp.log(w) - 0.5 * jnp.linalg.slogdet(S)[1]  # the (2 pi)^(-d/2) factor cancels in the posterior
+        post = jax.nn.softmax(log_c - 0.5 * jnp.sum((x - m) * resid, axis=-1))
         return post, resid, K, dm
 
     def velocity(self, t, x: Float[Array, " d"], cond=None) -> Float[Array, " d"]:

@@ -33,11 +33,11 @@ class DigitsClassifier(eqx.Module):
         self.feature = eqx.nn.Linear(256, FEATURE_DIM, key=k2)
         self.head = eqx.nn.Linear(FEATURE_DIM, 10, key=k3)
 
-    def features(self, x: Float[Array, "..."]) -> Float[Array, " 64"]:
+    def features(self, x: Float[Array, "*shape"]) -> Float[Array, " 64"]:
         """Penultimate-layer features of one image (any shape with 64 pixels)."""
         return jnp.tanh(self.feature(jax.nn.gelu(self.hidden(jnp.reshape(x, (64,))))))
 
-    def __call__(self, x: Float[Array, "..."]) -> Float[Array, " 10"]:
+    def __call__(self, x: Float[Array, "*shape"]) -> Float[Array, " 10"]:
         return self.head(self.features(x))
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import optax
 
 from genflow.data import Digits
