@@ -1,0 +1,281 @@
+"""DiffusionModel: a Gaussian diffusion with a learned denoiser, any sampler, and exact or bounded likelihoods.
+
+Convention: t=0 is data and ``t_max`` noise; ``x_t = alpha_t x0 + sigma_t eps``. The network predicts eps, x0, v,
+the score or EDM's preconditioned output (the parametrization); every sampler sees the score
+
+    s(t, x) = -eps_hat(t, x) / sigma_t,
+
+and classifier-free guidance combines the conditional and unconditional scores, ``s_u + w (s_c - s_u)``.
+
+References:
+    Ho, Jain, Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
+    Song et al., "Score-Based Generative Modeling through Stochastic Differential Equations", ICLR 2021.
+    Karras, Aittala, Aila, Laine, "Elucidating the Design Space of Diffusion-Based Generative Models", NeurIPS 2022.
+    Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+
+from genflow._base import AbstractDensityModel, split_batch
+from genflow.diffusion._likelihood import (
+    LikelihoodTerms,
+    VLBTerms,
+    ddpm_vlb,
+    dequantize,
+    pf_ode_log_prob,
+)
+from genflow.diffusion._losses import (
+    AbstractTimeSampler,
+    AbstractWeighting,
+    denoising_loss,
+    drop_condition,
+    make_time_sampler,
+    make_weighting,
+)
+from genflow.diffusion._parametrizations import AbstractParametrization, make_parametrization
+from genflow.diffusion._samplers import (
+    AbstractDiffusionSampler,
+    ProbabilityFlow,
+    classifier_free_guidance,
+    make_sampler,
+)
+from genflow.diffusion._schedules import AbstractSchedule, VPSchedule
+from genflow.metrics import nll_bits_per_dim
+from genflow.solvers import AbstractODESolver, DiffraxODE, Solution
+
+
+def _as_shape(shape) -> tuple[int, ...]:
+    return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
+
+
+class DiffusionModel(AbstractDensityModel):
+    """A Gaussian diffusion model (t=0 data, t_max noise).
+
+    Args:
+        net: per-example network ``net(t, x, cond=None)`` (or any callable with that signature).
+        data_shape: shape of one example.
+        schedule: the noise schedule (``VPSchedule()`` by default).
+        parametrization: what ``net`` predicts: ``"eps"``, ``"x0"``, ``"v"``, ``"score"``, ``"edm"``, or a module.
+        weighting: the loss weighting: ``"none"``, ``"snr"``, ``"min_snr"``, ``"likelihood"``, ``"edm"``, or a
+            module.
+        time_sampler: ``"uniform"``, ``"stratified"``, ``"importance"``, ``"lognormal"``, or a module.
+        sampler: default sampler of ``sample``: a diffusion sampler, or a plain ODE solver (probability flow) or SDE
+            solver (reverse SDE). Heun on the EDM grid, 50 steps, by default.
+        likelihood_solver: ODE solver of ``log_prob`` (adaptive Tsit5, rtol = atol = 1e-5, by default).
+        cond_drop_prob: probability of replacing an example's condition with the null condition in training
+            (classifier-free guidance).
+        null_label: the null class label; by default ``net.embed.null_label`` (genflow nets) when there is one.
+    """
+
+    net: Callable
+    schedule: AbstractSchedule
+    parametrization: AbstractParametrization
+    weighting: AbstractWeighting
+    time_sampler: AbstractTimeSampler
+    sampler: AbstractDiffusionSampler
+    likelihood_solver: AbstractODESolver
+    data_shape: tuple[int, ...] = eqx.field(static=True)
+    cond_drop_prob: float = eqx.field(static=True)
+    null_label: int | None = eqx.field(static=True)
+    # The schedule's arrays (a discrete chain's betas) are fixed, not parameters.
+    frozen_fields: ClassVar[tuple[str, ...]] = ("schedule",)
+
+    def __init__(
+        self,
+        net,
+        data_shape,
+        schedule=None,
+        parametrization="eps",
+        weighting="none",
+        time_sampler="uniform",
+        sampler=None,
+        likelihood_solver=None,
+        cond_drop_prob: float = 0.0,
+        null_label: int | None = None,
+    ):
+        self.net = net
+        self.data_shape = _as_shape(data_shape)
+        self.schedule = VPSchedule() if schedule is None else schedule
+        if not isinstance(self.schedule, AbstractSchedule):
+            raise ValueError(f"schedule={schedule!r} is invalid: must be a schedule module (e.g. VPSchedule())")
+        self.parametrization = make_parametrization(parametrization)
+        self.weighting = make_weighting(weighting)
+        self.time_sampler = make_time_sampler(time_sampler)
+        self.sampler = ProbabilityFlow() if sampler is None else make_sampler(sampler)
+        self.likelihood_solver = DiffraxODE("tsit5") if likelihood_solver is None else likelihood_solver
+        if not isinstance(self.likelihood_solver, AbstractODESolver):
+            raise ValueError(f"likelihood_solver={likelihood_solver!r} is invalid: must be an ODE solver")
+        if not 0.0 <= cond_drop_prob < 1.0:
+            raise ValueError(f"cond_drop_prob={cond_drop_prob!r} is invalid: must lie in [0, 1)")
+        self.cond_drop_prob = float(cond_drop_prob)
+        if null_label is None:
+            null_label = getattr(getattr(net, "embed", None), "null_label", None)
+        self.null_label = None if null_label is None else int(null_label)
+
+    # -- predictions (one example) -----------------------------------------------------------------------------
+    def predict(self, t, x: Array, cond: Any = None) -> tuple[Array, Array]:
+        """``(x0_hat, eps_hat)`` at time ``t`` for one example."""
+        alpha, sigma = self.schedule.alpha(t), self.schedule.sigma(t)
+        out = self.parametrization(self.net, t, x, cond, alpha, sigma)
+        return self.parametrization.x0_eps(out, x, alpha, sigma)
+
+    def score(self, t, x: Array, cond: Any = None) -> Array:
+        """``grad_x log p_t(x | cond) = -eps_hat / sigma_t`` for one example."""
+        return -self.predict(t, x, cond)[1] / self.schedule.sigma(t)
+
+    def batched_score(self, cond: Any = None, guidance: Any = None) -> Callable[[Any, Array], Array]:
+        """The score on a batch, ``(t, x) -> scores``, with per-example ``cond`` and optional CFG weight."""
+        uncond = lambda t, x: jax.vmap(self.score, in_axes=(None, 0))(t, x)
+        if cond is None:
+            return uncond
+        conditional = lambda t, x: jax.vmap(self.score, in_axes=(None, 0, 0))(t, x, cond)
+        return conditional if guidance is None else classifier_free_guidance(conditional, uncond, guidance)
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
+        """The weighted denoising loss; with ``cond_drop_prob``, conditions are dropped for CFG."""
+        x0, cond = split_batch(batch)
+        k_loss, k_drop = jax.random.split(key)
+        if cond is not None and self.cond_drop_prob > 0:
+            cond = drop_condition(k_drop, cond, self.cond_drop_prob, self.null_label)
+        value, _ = denoising_loss(
+            k_loss, self.net, x0, cond, self.schedule, self.parametrization, self.weighting, self.time_sampler
+        )
+        return value
+
+    # -- sampling ----------------------------------------------------------------------------------------------
+    def solve(
+        self,
+        key: PRNGKeyArray,
+        num: int,
+        *,
+        sampler: Any = None,
+        cond: Any = None,
+        guidance: float | None = None,
+        x_T: Array | None = None,
+        save_trajectory: bool = False,
+    ) -> Solution:
+        """Draw ``num`` samples with the default or given sampler; returns the :class:`Solution` (with NFE).
+
+        Args:
+            key: random key.
+            num: number of samples.
+            sampler: a diffusion sampler, ODE solver or SDE solver (the model's by default).
+            cond: per-example conditions ``(num, ...)``, or one label for all.
+            guidance: classifier-free guidance weight ``w`` (needs ``cond``; None: plain conditional sampling).
+            x_T: starting points at ``t_max`` (prior draws by default).
+            save_trajectory: also return the path.
+        """
+        sampler = self.sampler if sampler is None else make_sampler(sampler)
+        if cond is not None and jnp.ndim(cond) == 0:
+            cond = jnp.full((num,), cond)
+        if guidance is not None and cond is None:
+            raise ValueError("guidance needs a condition (cond=...)")
+        guidance = None if guidance is None else jnp.asarray(guidance)  # traced: new weights do not recompile
+        return self._solve(key, num, sampler, cond, guidance, x_T, save_trajectory)
+
+    @eqx.filter_jit
+    def _solve(self, key, num, sampler, cond, guidance, x_T, save_trajectory) -> Solution:
+        k_prior, k_sample = jax.random.split(key)
+        if x_T is None:
+            x_T = self.schedule.prior_std() * jax.random.normal(k_prior, (num, *self.data_shape))
+        score = self.batched_score(cond, guidance)
+        return sampler.sample(score, self.schedule, x_T, key=k_sample, save_trajectory=save_trajectory)
+
+    def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
+        """``num`` samples; ``opts`` as in :meth:`solve`."""
+        return self.solve(key, num, **opts).y
+
+    # -- likelihood --------------------------------------------------------------------------------------------
+    @eqx.filter_jit
+    def log_prob_terms(
+        self,
+        x: Float[Array, "num ..."],
+        *,
+        key: PRNGKeyArray | None = None,
+        cond: Any = None,
+        solver: AbstractODESolver | None = None,
+        divergence: str = "exact",
+        t_data: float | None = None,
+    ) -> LikelihoodTerms:
+        """Probability-flow log-likelihood with the prior term separate (see :func:`pf_ode_log_prob`).
+
+        ``x`` is taken at ``t_data`` (``schedule.t_min`` by default). ``divergence="hutchinson"`` needs ``key``.
+        """
+        solver = self.likelihood_solver if solver is None else solver
+        opts = dict(solver=solver, t_data=t_data, divergence=divergence)
+        if cond is None:
+            return pf_ode_log_prob(lambda t, z: self.score(t, z), self.schedule, x, key=key, **opts)
+        # A conditional score differs per example, so each example is its own one-point solve.
+        keys = None if key is None else jax.random.split(key, x.shape[0])
+
+        def one(xi, ci, ki):
+            terms = pf_ode_log_prob(lambda t, z: self.score(t, z, ci), self.schedule, xi[None], key=ki, **opts)
+            return LikelihoodTerms(terms.log_prob[0], terms.prior[0], terms.delta[0], terms.nfe)
+
+        return jax.vmap(one, in_axes=(0, 0, None if keys is None else 0))(x, cond, keys)
+
+    def log_prob(
+        self,
+        x: Float[Array, "num ..."],
+        *,
+        key: PRNGKeyArray | None = None,
+        cond: Any = None,
+        solver: AbstractODESolver | None = None,
+        divergence: str = "exact",
+    ) -> Float[Array, " num"]:
+        """``log p(x)`` by the probability-flow ODE (an unbiased estimate with ``divergence="hutchinson"``)."""
+        return self.log_prob_terms(x, key=key, cond=cond, solver=solver, divergence=divergence).log_prob
+
+    def bits_per_dim(
+        self,
+        x: Float[Array, "num ..."],
+        *,
+        key: PRNGKeyArray,
+        bin_width: float,
+        cond: Any = None,
+        solver: AbstractODESolver | None = None,
+        divergence: str = "exact",
+    ) -> Float[Array, " num"]:
+        """Negative log-likelihood of quantized data in bits/dim, with uniform dequantization.
+
+        ``x + (u - 1/2) bin_width`` fills each value's bin; ``(-log p(x_deq) - D log bin_width) / (D log 2)``
+        upper-bounds the discrete NLL in expectation over ``u``. Digits (values p/8 - 1) have ``bin_width = 1/8``.
+        """
+        k_deq, k_div = jax.random.split(key)
+        x_deq = dequantize(k_deq, x, bin_width)
+        logp = self.log_prob(x_deq, key=k_div, cond=cond, solver=solver, divergence=divergence)
+        return nll_bits_per_dim(logp, math.prod(x.shape[1:]), dequant_bins=2.0 / bin_width)
+
+    @eqx.filter_jit
+    def vlb(
+        self,
+        x: Float[Array, "num ..."],
+        *,
+        key: PRNGKeyArray,
+        cond: Any = None,
+        variance: str = "posterior",
+        decoder: str = "gaussian",
+        bin_width: float | None = None,
+        data_range: tuple[float, float] = (-1.0, 1.0),
+    ) -> VLBTerms:
+        """The discrete DDPM variational bound (needs a ``DiscreteSchedule``); see :func:`ddpm_vlb`."""
+        return ddpm_vlb(
+            self.batched_score(cond),
+            self.schedule,
+            x,
+            key=key,
+            variance=variance,
+            decoder=decoder,
+            bin_width=bin_width,
+            data_range=data_range,
+        )
