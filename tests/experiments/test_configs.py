@@ -17,7 +17,15 @@ def test_there_are_experiments():
     assert "fm_8gaussians_moons" in EXPERIMENTS
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+# UNet variants whose code paths (labels with CFG, condition channels) the fast suite already covers with small
+# nets and analytic fields; each costs ~30 s of compilation on 2 cores, so only fm_digits and diffusion_digits
+# smoke-train a UNet in the fast suite.
+SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_digits_cfg"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXPERIMENTS else n for n in EXPERIMENTS]
+)
 def test_experiment_runs_a_few_steps(make_cfg, tmp_path, name):
     cfg = make_cfg(f"experiment={name}")
     if cfg.train.unroll:  # conv nets: unrolled chunks compile in proportion to their length, so keep them short
