@@ -267,6 +267,7 @@ class DiffusionModel(AbstractDensityModel):
         decoder: str = "gaussian",
         bin_width: float | None = None,
         data_range: tuple[float, float] = (-1.0, 1.0),
+        num_terms: int | None = None,
     ) -> VLBTerms:
         """The discrete DDPM variational bound (needs a ``DiscreteSchedule``); see :func:`ddpm_vlb`."""
         return ddpm_vlb(
@@ -278,4 +279,5 @@ class DiffusionModel(AbstractDensityModel):
             decoder=decoder,
             bin_width=bin_width,
             data_range=data_range,
+            num_terms=num_terms,
         )

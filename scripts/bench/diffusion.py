@@ -6,8 +6,9 @@ Prints one JSON object:
 - training steps/s: eps prediction; 2D 8 Gaussians with a FiLM MLP 3 x 128, batch 256, continuous VP; sklearn
   digits with the small UNet (32 channels, mults 1, 2), batch 128, DDPM's discrete linear chain;
 - sampling 10k 2D points: DDPM ancestral, 1000 steps, and Heun on EDM's grid, 50 steps (probability-flow ODE);
-- NLL of held-out digits after a short training run: the probability-flow bits/dim with uniform dequantization
-  (bin width 1/8, Hutchinson divergence, adaptive Tsit5), beside the discrete DDPM bound with the discretized decoder.
+- NLL of 64 held-out digits after 3000 training steps: the probability-flow bits/dim with uniform dequantization
+  (bin width 1/8, Hutchinson divergence, adaptive Tsit5), beside the discrete DDPM bound with the discretized decoder
+  (its 999 KL terms estimated from 50, stratified).
 ``--smoke`` shrinks every budget and the UNet, and uses a 4-step Heun for the likelihood: it checks that the script
 runs, and its numbers mean nothing.
 Compile time is measured apart from run time: every timing is of an already-compiled call.
@@ -68,18 +69,25 @@ def digits_nll(model, key, num: int, smoke: bool) -> dict:
     bpd = float(jnp.mean(jax.block_until_ready(bpd)))
     pf_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    vlb = model.vlb(x, key=k_vlb, decoder="discretized", bin_width=DIGITS_BIN)
+    # 50 of the 999 KL terms, stratified (unbiased): one vectorised call, no loop (XLA:CPU convs in loops are slow)
+    vlb = model.vlb(x, key=k_vlb, decoder="discretized", bin_width=DIGITS_BIN, num_terms=50)
     vlb_bpd = float(jnp.mean(nll_bits_per_dim(-jax.block_until_ready(vlb.total), math.prod(x.shape[1:]))))
     return {
         "num_test_images": num,
         "pf_ode_bits_per_dim": bpd,
         "pf_ode_seconds_incl_compile": pf_seconds,
         "ddpm_vlb_bits_per_dim": vlb_bpd,
+        "ddpm_vlb_estimator": "prior + decoder + stratified 50-term estimate of the 999 KL terms",
         "ddpm_vlb_terms_bits_per_dim": {
             name: float(jnp.mean(getattr(vlb, name))) / (64 * math.log(2)) for name in ("prior", "diffusion", "decoder")
         },
         "ddpm_vlb_seconds_incl_compile": time.perf_counter() - t0,
     }
+
+
+def log(result: dict, section: str) -> None:
+    """Each finished section goes to stderr at once, so a long run that dies still leaves its numbers."""
+    print(json.dumps({section: result[section]}, default=lambda o: float(np.asarray(o))), file=sys.stderr, flush=True)
 
 
 def main() -> dict:
@@ -94,10 +102,12 @@ def main() -> dict:
     steps_2d, steps_digits = (400, 40) if smoke else (4000, 3000)
     mlp_trainer = trainer(steps_2d, 256, 200 if smoke else 1000)
     result["train_2d_mlp"] = time_training(mlp_trainer, mlp_model(jax.random.key(0)), toy, 2 if smoke else 4)
+    log(result, "train_2d_mlp")
     # XLA:CPU runs convolutions inside a loop body 10-50x slower, so the UNet's chunks are unrolled (jax#12868).
     unet_trainer = trainer(steps_digits, 128, 10, unroll=True)
     unet = unet_model(jax.random.key(1), smoke)
     result["train_digits_unet"] = time_training(unet_trainer, unet, digits, 2 if smoke else 20)
+    log(result, "train_digits_unet")
 
     # -- sampling 10k 2D points (a briefly trained MLP) ---------------------------------------------------------
     model_2d = mlp_trainer.fit(mlp_model(jax.random.key(2)), toy, key=jax.random.key(3)).ema_model
@@ -113,10 +123,11 @@ def main() -> dict:
     result["sample_2d"]["energy_distance_data_floor_2000"] = float(
         energy_distance(toy.sample(jax.random.key(5), 2000), ref)
     )
+    log(result, "sample_2d")
 
     # -- NLL on digits after a short run ------------------------------------------------------------------------
     state = unet_trainer.fit(unet, digits, key=jax.random.key(7))
-    nll = digits_nll(state.ema_model, jax.random.key(8), 4 if smoke else 200, smoke)
+    nll = digits_nll(state.ema_model, jax.random.key(8), 4 if smoke else 64, smoke)
     result["nll_digits"] = {"train_steps": steps_digits, **nll}
     print(json.dumps(result, indent=2, default=lambda o: float(np.asarray(o))))
     return result

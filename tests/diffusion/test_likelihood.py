@@ -116,12 +116,13 @@ def test_hutchinson_is_unbiased_and_rademacher_beats_gaussian(x64):
     assert float(rad.var()) < float(gau.var())
 
 
-def _stationary_bound(variance, reps=1000):
+def _stationary_bound(variance, reps=1000, num_terms=None):
     schedule = DiscreteSchedule(50, beta_end=0.2)
     score = lambda t, x: -x  # p_t = N(0, 1) at every t
     x0 = jnp.array([-1.5, 0.3, 2.0])
     batch = jnp.repeat(x0, reps)[:, None]
-    terms = eqx.filter_jit(ddpm_vlb)(score, schedule, batch, key=jax.random.key(0), variance=variance)
+    bound = eqx.filter_jit(ddpm_vlb)
+    terms = bound(score, schedule, batch, key=jax.random.key(0), variance=variance, num_terms=num_terms)
     nll = 0.5 * np.asarray(x0) ** 2 + 0.5 * math.log(2 * math.pi)
     return terms, np.asarray(terms.total).reshape(3, reps), nll
 
@@ -140,6 +141,15 @@ def test_ddpm_bound_is_tight_for_stationary_data(x64):
 def test_ddpm_bound_with_posterior_variances_is_looser(x64):
     _, total, nll = _stationary_bound("posterior")
     assert np.all(total.mean(1) > nll)
+
+
+@pytest.mark.slow
+def test_stratified_ddpm_bound_is_unbiased(x64):
+    """Seven of the 49 KL terms, one per stratum and weighted by its size, estimate the same bound."""
+    terms, total, nll = _stationary_bound("beta", reps=4000, num_terms=7)
+    assert terms.nfe == 8
+    mean, se = total.mean(1), total.std(1) / math.sqrt(total.shape[1])
+    np.testing.assert_array_less(np.abs(mean - nll), 5 * se)
 
 
 def test_discretized_decoder_is_a_distribution(x64):
