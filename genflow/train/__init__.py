@@ -5,7 +5,7 @@ from genflow.train._hooks import SampleHook, sample_with_reference, write_sample
 from genflow.train._logging import MetricsLogger
 from genflow.train._optim import make_optimizer, make_schedule
 from genflow.train._plots import plot_image_grid, plot_samples_2d, plot_trajectories_2d
-from genflow.train._trainer import NonFiniteLossError, Trainer, TrainState, check_schedule
+from genflow.train._trainer import NonFiniteLossError, Trainer, TrainState, check_schedule, data_mesh
 
 __all__ = [
     "CheckpointManager",
@@ -15,6 +15,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "check_schedule",
+    "data_mesh",
     "make_optimizer",
     "make_schedule",
     "plot_image_grid",

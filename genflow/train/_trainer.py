@@ -4,6 +4,11 @@ One ``eqx.filter_jit`` call runs ``steps_per_call`` optimizer steps under ``lax.
 and finite datasets are minibatched inside that call from the state's key, so Python runs once per chunk. The
 whole state (parameters, EMA, optimizer state, step, key) is saved at chunk boundaries, which makes a resumed run
 compute exactly the same numbers as an uninterrupted one.
+
+Data parallelism: with more than one device the trainer builds a one-axis mesh named ``'data'``, replicates the state
+(``NamedSharding(mesh, P())``) and constrains every sampled batch to ``P('data')``, so each device computes the loss
+on its slice and XLA all-reduces the gradients. The code is the same on 1..N devices; with one device no sharding
+is applied at all.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from tqdm.auto import tqdm
 
@@ -66,6 +73,20 @@ def ema_decay_at(step: Array, decay: float, warmup: bool = True) -> Array:
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh named ``'data'`` over ``devices`` (default: all devices)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), ("data",))
+
+
+def _constrain(tree: Any, sharding: NamedSharding | None) -> Any:
+    if sharding is None:
+        return tree
+    return jax.tree_util.tree_map(
+        lambda x: jax.lax.with_sharding_constraint(x, sharding) if eqx.is_array(x) else x, tree
+    )
+
+
 def _ema_update(ema: Any, new: Any, decay: Array) -> Any:
     """``ema <- decay * ema + (1 - decay) * new`` on trainable leaves; other leaves follow ``new``."""
     return jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p if eqx.is_inexact_array(p) else p, ema, new)
@@ -82,7 +103,9 @@ def _train_chunk(
     ema_decay: float,
     ema_warmup: bool,
     unroll: int | bool,
+    mesh: Mesh | None = None,
 ) -> tuple[TrainState, Float[Array, " num_steps"], Bool[Array, ""]]:
+    batch_sharding = None if mesh is None else NamedSharding(mesh, P("data"))
     spec = trainable_filter(state.model)
     frozen = eqx.filter(state.model, spec, inverse=True)
 
@@ -92,7 +115,7 @@ def _train_chunk(
     def body(carry, step):
         params, ema, opt_state, key = carry
         key, k_data, k_loss = jax.random.split(key, 3)
-        batch = data.sample(k_data, batch_size)
+        batch = _constrain(data.sample(k_data, batch_size), batch_sharding)
         loss, grads = jax.value_and_grad(loss_fn)(params, k_loss, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -111,7 +134,8 @@ def _train_chunk(
         step=state.step + num_steps,
         key=key,
     )
-    return new, losses, finite
+    # Pin the state's output sharding to the input's, so the next chunk call finds the same shardings (no retrace).
+    return _constrain(new, None if mesh is None else NamedSharding(mesh, P())), losses, finite
 
 
 class Trainer:
@@ -135,6 +159,9 @@ class Trainer:
             end).
         progress: show a tqdm bar with loss and steps/s.
         tensorboard: also log to TensorBoard when tensorboardX is installed.
+        mesh: data parallelism. ``"auto"``: a ``'data'`` mesh over all devices when there is more than one, none
+            otherwise; ``None``: never shard; or a ``jax.sharding.Mesh`` with a ``'data'`` axis. ``batch_size`` must
+            be a multiple of the mesh's size.
     """
 
     def __init__(
@@ -152,8 +179,10 @@ class Trainer:
         eval_every: int = 0,
         progress: bool = True,
         tensorboard: bool = False,
+        mesh: Mesh | str | None = "auto",
     ):
         check_schedule(num_steps, batch_size, steps_per_call, checkpoint_every, eval_every, ema_decay)
+        self.mesh = _resolve_mesh(mesh, batch_size)
         self.optimizer = optimizer
         self.num_steps, self.batch_size, self.steps_per_call = num_steps, batch_size, steps_per_call
         self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
@@ -170,7 +199,14 @@ class Trainer:
     def init(self, model: eqx.Module, key: PRNGKeyArray) -> TrainState:
         """A fresh state: EMA starts at the initial parameters, step 0."""
         params = eqx.filter(model, trainable_filter(model))
-        return TrainState(model, model, self.optimizer.init(params), jnp.asarray(0, jnp.int32), key)
+        return self.replicate(TrainState(model, model, self.optimizer.init(params), jnp.asarray(0, jnp.int32), key))
+
+    def replicate(self, state: TrainState) -> TrainState:
+        """Place the state's arrays on every device of the mesh (a no-op without a mesh)."""
+        if self.mesh is None:
+            return state
+        sharding = NamedSharding(self.mesh, P())
+        return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding) if eqx.is_array(x) else x, state)
 
     def train_chunk(self, state: TrainState, data: Any, num_steps: int | None = None):
         """Run ``num_steps`` (default ``steps_per_call``) optimizer steps in one jit call.
@@ -179,7 +215,7 @@ class Trainer:
         """
         n = self.steps_per_call if num_steps is None else num_steps
         return _train_chunk(
-            data, state, self.optimizer, self.batch_size, n, self.ema_decay, self.ema_warmup, self.unroll
+            data, state, self.optimizer, self.batch_size, n, self.ema_decay, self.ema_warmup, self.unroll, self.mesh
         )
 
     # -- checkpoints ------------------------------------------------------------------------------------------
@@ -199,7 +235,8 @@ class Trainer:
         """Load a checkpoint into the skeleton ``like`` (same model/optimizer structure)."""
         model, ema, opt_state, step_arr, key_data = self.checkpoints.restore(self._to_disk(like), step)
         impl = None if _is_shape(like.key) else jax.random.key_impl(like.key)
-        return TrainState(model, ema, opt_state, step_arr, jax.random.wrap_key_data(key_data, impl=impl))
+        state = TrainState(model, ema, opt_state, step_arr, jax.random.wrap_key_data(key_data, impl=impl))
+        return state if _is_shape(like.key) else self.replicate(state)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def fit(
@@ -286,6 +323,23 @@ def _hook_record(result: dict | None, record: dict) -> dict:
     if clash:
         raise ValueError(f"an evaluation hook returned keys {clash} that the trainer already logs; rename them")
     return result
+
+
+def _resolve_mesh(mesh: Mesh | str | None, batch_size: int) -> Mesh | None:
+    if isinstance(mesh, str):
+        if mesh != "auto":
+            raise ValueError(f"train.mesh={mesh!r} is invalid: must be 'auto', None or a jax.sharding.Mesh")
+        mesh = data_mesh() if jax.device_count() > 1 else None
+    if mesh is None:
+        return None
+    if not isinstance(mesh, Mesh) or "data" not in mesh.axis_names:
+        raise ValueError(f"train.mesh={mesh!r} is invalid: must be a jax.sharding.Mesh with a 'data' axis")
+    if batch_size % mesh.shape["data"]:
+        raise ValueError(
+            f"train.batch_size={batch_size} is invalid: must be a multiple of the {mesh.shape['data']} devices on "
+            "the 'data' mesh axis"
+        )
+    return mesh
 
 
 def _is_int(value: Any) -> bool:
