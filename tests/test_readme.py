@@ -1,19 +1,48 @@
-"""The README's Python examples run as written and print what the README says they print."""
+"""The README's Python examples run and print what the README says they print.
+
+The fast test runs the blocks with every training budget cut to at most 200 steps (the API and the printed shapes
+are what it checks; full training budgets cost a minute of the fast suite); the slow test runs them as written.
+"""
 
 import contextlib
 import io
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
+FAST_STEPS = 200
 
 
-def test_readme_python_examples_run():
+def _blocks(max_steps: int | None) -> list[str]:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert len(blocks) >= 2
+    if max_steps is None:
+        return blocks
+    cap = lambda m: f"{m.group(1)}={min(int(m.group(2).replace('_', '')), max_steps)}"
+    return [re.sub(r"\b(num_steps|total_steps|steps_per_call)=([\d_]+)", cap, b) for b in blocks]
+
+
+def _run(blocks: list[str]) -> tuple[dict, str]:
     namespace, out = {}, io.StringIO()
     with contextlib.redirect_stdout(out):
         for code in blocks:  # later blocks build on names from earlier ones, as a reader's session would
             exec(compile(code, str(README), "exec"), namespace)
-    assert "(500, 2) 20 (6, 500, 2)" in out.getvalue()
+    return namespace, out.getvalue()
+
+
+def _check(namespace: dict, printed: str) -> None:
+    assert "(500, 2) 20 (6, 500, 2)" in printed
     assert namespace["si"].denoiser_net is not None
+
+
+def test_readme_python_examples_run_with_short_budgets():
+    blocks = _blocks(FAST_STEPS)
+    assert "num_steps=200" in blocks[0] and "num_steps=4000" not in blocks[0]  # the cap did apply
+    _check(*_run(blocks))
+
+
+@pytest.mark.slow
+def test_readme_python_examples_run_as_written():
+    _check(*_run(_blocks(None)))
