@@ -35,6 +35,7 @@ def _run(blocks: list[str]) -> tuple[dict, str]:
 def _check(namespace: dict, printed: str) -> None:
     assert "(500, 2) 20 (6, 500, 2)" in printed
     assert namespace["si"].denoiser_net is not None
+    assert "DDIM 50\nPredictorCorrector 201\nProbabilityFlow 37" in printed
 
 
 def test_readme_python_examples_run_with_short_budgets():
