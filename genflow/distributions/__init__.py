@@ -1,12 +1,12 @@
 """Analytic densities used as targets and oracles.
 
 Gaussians and Gaussian mixtures (exact log-density, score and moments), and energies used as sampling targets
-(double well, banana, Neal's funnel, a 2D cross, von Mises mixtures on the torus). Each energy's class
-attribute ``normalized`` says whether its ``log_prob`` includes the log-normaliser.
+(double wells, banana, Neal's funnel, a 2D cross, von Mises mixtures on the torus). Each energy's class attribute
+``normalized`` says whether its ``log_prob`` includes the log-normaliser.
 """
 
 from genflow.distributions._base import AbstractDistribution, AbstractEnergy, StandardNormal
-from genflow.distributions._energies import Banana, Cross2D, DoubleWell, NealFunnel
+from genflow.distributions._energies import Banana, Cross2D, DoubleWell, NealFunnel, TiltedDoubleWell
 from genflow.distributions._gaussian import Gaussian, GaussianMixture
 from genflow.distributions._rejection import rejection_sample
 from genflow.distributions._torus import TorusVonMisesMixture, sample_von_mises, wrap_angle
@@ -21,6 +21,7 @@ __all__ = [
     "GaussianMixture",
     "NealFunnel",
     "StandardNormal",
+    "TiltedDoubleWell",
     "TorusVonMisesMixture",
     "rejection_sample",
     "sample_von_mises",
