@@ -72,12 +72,13 @@ def bw_uvp(x_pred: Float[Array, "n ..."], mean_true: Float[Array, " d"], cov_tru
     r"""Bures–Wasserstein unexplained variance percentage of samples against a known target.
 
     $$\mathrm{BW}_2^2\text{-}\mathrm{UVP} = 100 \cdot
-    \frac{\mathrm{BW}_2^2\big(\mathcal{N}(\hat m, \hat C), \mathcal{N}(m, C)\big)}
+    \frac{\tfrac12 W_2^2\big(\mathcal{N}(\hat m, \hat C), \mathcal{N}(m, C)\big)}
     {\tfrac12 \operatorname{tr} C},$$
 
     where ``(m_hat, C_hat)`` are the sample mean and unbiased covariance of ``x_pred`` and ``(m, C)`` are the
-    target's moments. 0 means the first two moments match; 100 is what the trivial map to the target mean
-    scores. Examples with more than one axis are flattened. Jit-compiled.
+    target's moments. The benchmark papers measure transport with the cost ``|x - y|^2 / 2``, hence the 1/2 in the
+    numerator (``W_2^2`` is :func:`bures_wasserstein_sq`). 0 means the first two moments match; 100 is what the
+    trivial map to the target mean scores. Examples with more than one axis are flattened. Jit-compiled.
 
     References:
         Korotin, Li, Genevay, Solomon, Filippov, Burnaev. "Do Neural Optimal Transport Solvers Work? A
@@ -86,14 +87,14 @@ def bw_uvp(x_pred: Float[Array, "n ..."], mean_true: Float[Array, " d"], cov_tru
     """
     mean_pred, cov_pred = sample_mean_cov(x_pred)
     bw_sq = bures_wasserstein_sq(mean_pred, cov_pred, mean_true, cov_true)
-    return 100.0 * bw_sq / (0.5 * jnp.trace(cov_true))
+    return 100.0 * (0.5 * bw_sq) / (0.5 * jnp.trace(cov_true))
 
 
 @jax.jit
 def bw_uvp_samples(x_pred: Float[Array, "n ..."], x_true: Float[Array, "m ..."]) -> Scalar:
     r"""BW2-UVP with the target moments estimated from samples ``x_true`` as well.
 
-    $$100 \cdot \mathrm{BW}_2^2\big(\mathcal{N}(\hat m_{pred}, \hat C_{pred}), \mathcal{N}(\hat m_{true},
+    $$100 \cdot \tfrac12 W_2^2\big(\mathcal{N}(\hat m_{pred}, \hat C_{pred}), \mathcal{N}(\hat m_{true},
     \hat C_{true})\big) / (\tfrac12 \operatorname{tr} \hat C_{true}).$$
 
     Jit-compiled; see ``bw_uvp``.

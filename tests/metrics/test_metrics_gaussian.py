@@ -59,7 +59,7 @@ def test_1d(x64):
 
 
 def test_bw_uvp_exact_moments(x64):
-    # With sample moments equal to the target's, BW2-UVP is 0, and a shift c gives 100 |c|^2 / (tr C / 2).
+    # With sample moments equal to the target's, BW2-UVP is 0, and a shift c gives 100 (|c|^2 / 2) / (tr C / 2).
     rng = np.random.default_rng(4)
     mean, cov = np.array([1.0, -2.0, 0.0, 3.0]), _spd(rng, 4)
     x = _exact_moment_samples(rng, mean, cov, 500)
@@ -68,18 +68,27 @@ def test_bw_uvp_exact_moments(x64):
     np.testing.assert_allclose(cov_hat, cov, atol=1e-12)
     np.testing.assert_allclose(bw_uvp(x, mean, cov), 0.0, atol=1e-8)
     c = np.array([0.3, 0.0, -0.4, 1.0])
-    expected = 100 * (c @ c) / (0.5 * np.trace(cov))
+    expected = 100 * (0.5 * c @ c) / (0.5 * np.trace(cov))
     np.testing.assert_allclose(bw_uvp(x + c, mean, cov), expected, rtol=1e-10)
     np.testing.assert_allclose(bw_uvp_samples(x + c, x), expected, rtol=1e-10)
 
 
 def test_bw_uvp_statistical(x64):
-    # With n exact samples E BW^2 ~ (tr C + O(d) tr C / 2) / n, so UVP ~ 100 * 2 (1 + d/4) / n ~ 0.02 here;
+    # With n exact samples E BW^2 ~ (tr C + O(d) tr C / 2) / n, so UVP ~ 100 (1 + d/4) / n ~ 0.01 here;
     # the shift's cross term 2 c.(m_hat - m) has std ~ 2 |c| sqrt(lambda_max / n), about 0.6% of |c|^2.
     rng = np.random.default_rng(5)
     mean, cov = np.zeros(4), _spd(rng, 4)
     x = mean + rng.standard_normal((20_000, 4)) @ np.linalg.cholesky(cov).T
     assert float(bw_uvp(x, mean, cov)) < 1.0
     c = np.array([1.0, -1.0, 0.5, 0.0])
-    expected = 100 * (c @ c) / (0.5 * np.trace(cov))
+    expected = 100 * (0.5 * c @ c) / (0.5 * np.trace(cov))
     np.testing.assert_allclose(bw_uvp(x + c, mean, cov), expected, rtol=0.05)
+
+
+def test_bw_uvp_of_the_trivial_map_to_the_mean_is_100(x64):
+    # Korotin et al. 2021 / Gushchin et al. 2023 normalise by Var/2 with the cost |x - y|^2 / 2: a constant map to
+    # the target mean explains none of the variance and scores exactly 100.
+    rng = np.random.default_rng(6)
+    mean, cov = np.array([1.0, -1.0, 2.0]), _spd(rng, 3)
+    x = np.tile(mean, (10, 1))
+    np.testing.assert_allclose(bw_uvp(x, mean, cov), 100.0, rtol=1e-10)
