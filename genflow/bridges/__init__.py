@@ -6,6 +6,23 @@ The static bridge is entropic OT with cost ``|x - y|^2 / 2`` and regulariser ``e
 ``eps`` in this convention and converts at library boundaries.
 """
 
+from genflow.bridges._benchmark import BenchmarkTarget, EOTBenchmark, cbw_uvp, drift_error
 from genflow.bridges._gaussian import GaussianBridge, monge_map_matrix
+from genflow.bridges._lightsb import LightSB, PosteriorSetup
+from genflow.bridges._potential import MixturePotential
+from genflow.bridges._samplers import AbstractBridgeSampler, ExactConditional, ExactPaths
 
-__all__ = ["GaussianBridge", "monge_map_matrix"]
+__all__ = [
+    "AbstractBridgeSampler",
+    "BenchmarkTarget",
+    "EOTBenchmark",
+    "ExactConditional",
+    "ExactPaths",
+    "GaussianBridge",
+    "LightSB",
+    "MixturePotential",
+    "PosteriorSetup",
+    "cbw_uvp",
+    "drift_error",
+    "monge_map_matrix",
+]
