@@ -27,7 +27,8 @@ SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_
 )
 def test_experiment_runs_a_few_steps(make_cfg, tmp_path, name):
     cfg = make_cfg(f"experiment={name}")
-    if cfg.train.unroll:  # conv nets: unrolled chunks compile in proportion to their length, so keep them short,
+    if cfg.train.unroll is True:  # conv nets (train.unroll=1 is the default): unrolled chunks compile in proportion
+        # to their length, so keep them short,
         # and the UNet tiny (one level, 8 channels): the wiring is under test here, not the size (~30 s -> ~8 s)
         tiny = ["net.base_channels=8", "net.channel_mults=[1]", "net.emb_dim=16"]
         cfg = make_cfg(f"experiment={name}", "train.steps_per_call=2", "sampler.num_steps=2", *tiny)
