@@ -6,15 +6,26 @@ The static bridge is entropic OT with cost ``|x - y|^2 / 2`` and regulariser ``e
 ``eps`` in this convention and converts at library boundaries.
 """
 
-from genflow.bridges._benchmark import BenchmarkTarget, EOTBenchmark, cbw_uvp, drift_error
+from genflow.bridges._benchmark import (
+    BenchmarkTarget,
+    EOTBenchmark,
+    cbw_uvp,
+    drift_error,
+    eot_benchmark_data,
+    eot_benchmark_source,
+)
 from genflow.bridges._gaussian import GaussianBridge, monge_map_matrix
 from genflow.bridges._lightsb import LightSB, PosteriorSetup
+from genflow.bridges._matching import DSBM, BridgeMatching, EntropicOTCoupling, fit_dsbm
 from genflow.bridges._potential import MixturePotential
 from genflow.bridges._samplers import AbstractBridgeSampler, ExactConditional, ExactPaths
 
 __all__ = [
     "AbstractBridgeSampler",
     "BenchmarkTarget",
+    "BridgeMatching",
+    "DSBM",
+    "EntropicOTCoupling",
     "EOTBenchmark",
     "ExactConditional",
     "ExactPaths",
@@ -24,5 +35,8 @@ __all__ = [
     "PosteriorSetup",
     "cbw_uvp",
     "drift_error",
+    "eot_benchmark_data",
+    "eot_benchmark_source",
+    "fit_dsbm",
     "monge_map_matrix",
 ]

@@ -209,6 +209,30 @@ class BenchmarkTarget(AbstractDistribution):
         return self.bench.sample_target(key, num)
 
 
+def eot_benchmark_source(dim: int, seed: int = 0) -> GaussianMixture:
+    """The input P0 of ``EOTBenchmark.generate(dim, eps, seed)`` (the same for every eps); for configs."""
+    return EOTBenchmark.generate(dim, 1.0, seed).source
+
+
+class BenchmarkPairs(AbstractDistribution):
+    """Independent batches ``{"x0": x0 ~ P0, "x": x1 ~ P1}`` of a benchmark pair (the trainer's data)."""
+
+    bench: EOTBenchmark
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.bench.dim,)
+
+    def sample(self, key, num):
+        k0, k1 = jax.random.split(key)
+        return {"x0": self.bench.source.sample(k0, num), "x": self.bench.sample_target(k1, num)}
+
+
+def eot_benchmark_data(dim: int, eps: float, seed: int = 0) -> BenchmarkPairs:
+    """Independent source/target batches of ``EOTBenchmark.generate(dim, eps, seed)``; for configs."""
+    return BenchmarkPairs(EOTBenchmark.generate(dim, eps, seed))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Metrics (BW-UVP itself is genflow.metrics.bw_uvp, with the benchmark's normalisation)
 # ----------------------------------------------------------------------------------------------------------------
