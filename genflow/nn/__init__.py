@@ -15,6 +15,7 @@ from genflow.nn._embeddings import (
 from genflow.nn._guidance import drop_condition, guided, null_condition
 from genflow.nn._heads import MultiHead, PotentialHead
 from genflow.nn._mlp import ACTIVATIONS, MLP, FiLM, ResMLP, get_activation
+from genflow.nn._smd import LatentEncoder, MixtureDenoiser, mixture_denoiser
 from genflow.nn._unet import UNet
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "ConditionEmbedding",
     "FiLM",
     "GaussianFourierEmbedding",
+    "LatentEncoder",
+    "MixtureDenoiser",
     "MultiHead",
     "PotentialHead",
     "ResMLP",
@@ -32,5 +35,6 @@ __all__ = [
     "drop_condition",
     "get_activation",
     "guided",
+    "mixture_denoiser",
     "null_condition",
 ]
