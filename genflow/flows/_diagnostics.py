@@ -1,14 +1,7 @@
-"""Importance-sampling diagnostics for flows used as samplers: log-weights, Kish ESS and log Z.
-
-With samples ``x_i ~ q`` and an unnormalised target ``p~ = Z p``, the log-weights ``log w_i = log p~(x_i) -
-log q(x_i)`` give
-
-    Z_hat = (1/n) sum_i w_i                   (unbiased for Z),
-    ESS = (sum_i w_i)^2 / sum_i w_i^2          (Kish; n for perfect weights, 1 for one dominant weight),
-    E_p[f] ~ sum_i w_i f(x_i) / sum_i w_i      (self-normalised, consistent).
-
-Everything is computed in log space. The same functions serve stochastic flows, whose path weights play the
-role of ``log w``.
+"""Importance-sampling diagnostics for flows used as samplers: log-weights ``log p~(x) - log q(x)`` of flow
+samples, their summary (Kish ESS, log Z, reverse KL) and a Trainer hook. The weight estimators themselves
+(``kish_ess``, ``log_partition_estimate``, ...) live in :mod:`genflow.metrics` and are re-exported here. Stochastic
+flows' path weights play the role of ``log w``.
 
 References:
     Kish, "Survey Sampling", 1965 (effective sample size).
@@ -17,34 +10,23 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, Float, PRNGKeyArray
 
+from genflow.metrics import kish_ess, log_partition_estimate, reweighted_mean, self_normalized_weights
 
-def log_partition_estimate(log_w: Float[Array, " n"]) -> Scalar:
-    """``log Z_hat = logsumexp(log w) - log n`` (the log of an unbiased estimate of ``Z``)."""
-    return logsumexp(log_w) - math.log(log_w.shape[0])
-
-
-def kish_ess(log_w: Float[Array, " n"]) -> Scalar:
-    """Kish's effective sample size ``(sum w)^2 / sum w^2``, in ``[1, n]``."""
-    return jnp.exp(2 * logsumexp(log_w) - logsumexp(2 * log_w))
-
-
-def self_normalized_weights(log_w: Float[Array, " n"]) -> Float[Array, " n"]:
-    """``w_i / sum_j w_j``."""
-    return jax.nn.softmax(log_w)
-
-
-def reweighted_mean(log_w: Float[Array, " n"], values: Float[Array, "n ..."]) -> Array:
-    """Self-normalised importance-sampling estimate of ``E_p[f]`` from ``f(x_i)`` and ``log w_i``."""
-    w = self_normalized_weights(log_w)
-    return jnp.tensordot(w, values, axes=1)
+__all__ = [
+    "ImportanceSamplingHook",
+    "importance_log_weights",
+    "importance_summary",
+    "kish_ess",
+    "log_partition_estimate",
+    "reweighted_mean",
+    "self_normalized_weights",
+]
 
 
 def importance_log_weights(
