@@ -1,8 +1,8 @@
 """Analytic densities used as targets and oracles.
 
 Gaussians and Gaussian mixtures (exact log-density, score and moments), and energies used as sampling targets
-(double wells, banana, Neal's funnel, a 2D cross, von Mises mixtures on the torus). Each energy's class attribute
-``normalized`` says whether its ``log_prob`` includes the log-normaliser.
+(double wells, banana, Neal's funnel, a 2D cross, von Mises mixtures on the torus), and the uniform distribution on a
+box. Each energy's class attribute ``normalized`` says whether its ``log_prob`` includes the log-normaliser.
 """
 
 from genflow.distributions._base import AbstractDistribution, AbstractEnergy, StandardNormal
@@ -10,6 +10,7 @@ from genflow.distributions._energies import Banana, Cross2D, DoubleWell, NealFun
 from genflow.distributions._gaussian import Gaussian, GaussianMixture
 from genflow.distributions._rejection import rejection_sample
 from genflow.distributions._torus import TorusVonMisesMixture, sample_von_mises, wrap_angle
+from genflow.distributions._uniform import Uniform
 
 __all__ = [
     "AbstractDistribution",
@@ -23,6 +24,7 @@ __all__ = [
     "StandardNormal",
     "TiltedDoubleWell",
     "TorusVonMisesMixture",
+    "Uniform",
     "rejection_sample",
     "sample_von_mises",
     "wrap_angle",

@@ -5,6 +5,7 @@ Convention: a bijection's ``transform`` maps base to data (sampling) and ``inver
 (density evaluation). Bijections act on one example; callers batch with ``jax.vmap``.
 """
 
+from genflow.distributions import Uniform  # re-exported: the torus flows' base (configs name genflow.flows.Uniform)
 from genflow.flows._autoregressive import MADE, MaskedAutoregressive
 from genflow.flows._bijections import (
     AbstractBijection,
@@ -28,7 +29,6 @@ from genflow.flows._diagnostics import (
     reweighted_mean,
     self_normalized_weights,
 )
-from genflow.flows._distributions import Uniform
 from genflow.flows._flow import (
     AbstractFlowObjective,
     Flow,
