@@ -18,6 +18,8 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "jax": jax.__version__,
+        # Other processes share the cores: the 1/5/15-minute load average says how much of them this run had.
+        "load_avg": list(os.getloadavg()),
     }
 
 

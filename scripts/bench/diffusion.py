@@ -9,6 +9,8 @@ Prints one JSON object:
 - NLL of 64 held-out digits after 3000 training steps: the probability-flow bits/dim with uniform dequantization
   (bin width 1/8, Hutchinson divergence, adaptive Tsit5), beside the discrete DDPM bound with the discretized decoder
   (its 999 KL terms estimated from 50, stratified).
+``--quick`` (make bench's budget) trains 2000 2D steps and 50 UNet steps (5 unrolled per call) and scores 8 digits
+with rtol 1e-3.
 ``--smoke`` shrinks every budget and the UNet, and uses a 4-step Heun for the likelihood: it checks that the script
 runs, and its numbers mean nothing.
 Compile time is measured apart from run time: every timing is of an already-compiled call.
@@ -59,11 +61,11 @@ def trainer(num_steps, batch_size, steps_per_call, unroll=1, lr=2e-3):
     return Trainer(opt, num_steps, batch_size, steps_per_call=steps_per_call, unroll=unroll, progress=False)
 
 
-def digits_nll(model, key, num: int, smoke: bool) -> dict:
+def digits_nll(model, key, num: int, smoke: bool, rtol: float = 1e-5) -> dict:
     """Probability-flow bits/dim (dequantized, Hutchinson) and the DDPM bound (discretized decoder) on test digits."""
     x = Digits(split="test").images[:num]
     k_pf, k_vlb = jax.random.split(key)
-    solver = Heun(num_steps=4) if smoke else DiffraxODE("tsit5", rtol=1e-5, atol=1e-5)
+    solver = Heun(num_steps=4) if smoke else DiffraxODE("tsit5", rtol=rtol, atol=rtol)
     t0 = time.perf_counter()
     bpd = model.bits_per_dim(x, key=k_pf, bin_width=DIGITS_BIN, solver=solver, divergence="hutchinson")
     bpd = float(jnp.mean(jax.block_until_ready(bpd)))
@@ -93,20 +95,21 @@ def log(result: dict, section: str) -> None:
 def main() -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny budgets (checks that the script runs)")
+    p.add_argument("--quick", action="store_true", help="make bench's budget (see above)")
     args = p.parse_args()
-    smoke = args.smoke
+    smoke, quick = args.smoke, args.quick and not args.smoke
     result = {"benchmark": "diffusion", **machine()}
 
     # -- training throughput (each trainer is reused below, so its compiled chunk is too) ----------------------
     toy, digits = Toy2D("8gaussians"), Digits()
-    steps_2d, steps_digits = (400, 40) if smoke else (4000, 3000)
+    steps_2d, steps_digits = (400, 40) if smoke else (2000, 50) if quick else (4000, 3000)
     mlp_trainer = trainer(steps_2d, 256, 200 if smoke else 1000)
     result["train_2d_mlp"] = time_training(mlp_trainer, mlp_model(jax.random.key(0)), toy, 2 if smoke else 4)
     log(result, "train_2d_mlp")
     # XLA:CPU runs convolutions inside a loop body 10-50x slower, so the UNet's chunks are unrolled (jax#12868).
-    unet_trainer = trainer(steps_digits, 128, 10, unroll=True)
+    unet_trainer = trainer(steps_digits, 128, 5 if quick else 10, unroll=True)
     unet = unet_model(jax.random.key(1), smoke)
-    result["train_digits_unet"] = time_training(unet_trainer, unet, digits, 2 if smoke else 20)
+    result["train_digits_unet"] = time_training(unet_trainer, unet, digits, 2 if smoke else 2 if quick else 20)
     log(result, "train_digits_unet")
 
     # -- sampling 10k 2D points (a briefly trained MLP) ---------------------------------------------------------
@@ -127,7 +130,9 @@ def main() -> dict:
 
     # -- NLL on digits after a short run ------------------------------------------------------------------------
     state = unet_trainer.fit(unet, digits, key=jax.random.key(7))
-    nll = digits_nll(state.ema_model, jax.random.key(8), 4 if smoke else 64, smoke)
+    nll = digits_nll(
+        state.ema_model, jax.random.key(8), 4 if smoke else 8 if quick else 64, smoke, 1e-3 if quick else 1e-5
+    )
     result["nll_digits"] = {"train_steps": steps_digits, **nll}
     print(json.dumps(result, indent=2, default=lambda o: float(np.asarray(o))))
     return result

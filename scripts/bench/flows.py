@@ -45,9 +45,10 @@ def time_log_prob(model: Flow, x) -> dict:
 def main() -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny budgets (checks that the script runs)")
+    p.add_argument("--quick", action="store_true", help="make bench's budget: 1000 training steps")
     args = p.parse_args()
     data = Toy2D("moons")
-    calls, train_steps = (2, 500) if args.smoke else (20, 5000)
+    calls, train_steps = (2, 500) if args.smoke else (5, 1000) if args.quick else (20, 5000)
     model = build(jax.random.key(0))
     opt = make_optimizer("adam", lr=1e-3, schedule="warmup_cosine", warmup_steps=100, total_steps=train_steps)
     trainer = Trainer(opt, num_steps=train_steps, batch_size=256, steps_per_call=100, progress=False)

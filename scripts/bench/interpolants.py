@@ -58,9 +58,10 @@ def build(coupling, key):
 def main() -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny budgets (checks that the script runs)")
+    p.add_argument("--quick", action="store_true", help="make bench's budget: 1000 training steps, 1000 samples")
     args = p.parse_args()
     data = Toy2D("moons")
-    calls, train_steps, n = (2, 200, 500) if args.smoke else (10, 3000, 2000)
+    calls, train_steps, n = (2, 200, 500) if args.smoke else (5, 1000, 1000) if args.quick else (10, 3000, 2000)
     result = {
         "benchmark": "interpolants_2d",
         "setup": "8gaussians->moons, MLP 3x64 (b and eta), batch 256, gamma=sqrt(0.1 t(1-t)), Adam 1e-3",

@@ -10,9 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_smoke(script: str) -> dict:
+def run_smoke(script: str, *args: str) -> dict:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/bench" / script), "--smoke"],
+        [sys.executable, str(ROOT / "scripts/bench" / script), "--smoke", *args],
         capture_output=True,
         text=True,
         check=True,
