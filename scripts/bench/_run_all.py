@@ -60,7 +60,11 @@ def walk(obj, path=()):
             yield from walk(v, (*path, str(k)))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            label = str(v.get("steps_per_call", v.get("batch", i))) if isinstance(v, dict) else str(i)
+            label = str(i)
+            for name in ("batch", "steps_per_call"):  # name list entries by what tells them apart
+                if isinstance(v, dict) and name in v:
+                    label = f"{name}={v[name]}"
+                    break
             yield from walk(v, (*path, label))
 
 
@@ -128,7 +132,7 @@ def main() -> dict:
     for i, script in enumerate(scripts):
         left = args.budget_s - (time.perf_counter() - t0)
         share = left / (len(scripts) - i)  # an even share of what is left; unused time passes to later scripts
-        limit = min(PER_SCRIPT_MAX_S, max(2 * share, 30.0), left)
+        limit = min(PER_SCRIPT_MAX_S, max(1.5 * share, 30.0), left)
         if left < 30:
             entries[script.stem] = {"budget": "-", "error": "not run: the overall budget was spent"}
             continue

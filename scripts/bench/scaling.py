@@ -33,7 +33,7 @@ OUT = Path(__file__).resolve().parent / "results" / "scaling"
 BUDGETS = {
     "smoke": dict(mlp_batch=(32, 64), mlp_dim=(2, 8), unet_batch=(4,), unet_size=(), fixed_batch=32, calls=1),
     "quick": dict(
-        mlp_batch=(64, 256, 1024, 4096), mlp_dim=(2, 32, 256, 1024), unet_batch=(16, 128), unet_size=(8, 16),
+        mlp_batch=(256, 1024, 4096), mlp_dim=(2, 256, 1024), unet_batch=(16, 64), unet_size=(8, 16),
         fixed_batch=256, calls=2,
     ),
     "full": dict(
@@ -54,7 +54,18 @@ def unet_model(size: int) -> FlowMatching:
     return FlowMatching(net, (1, size, size))
 
 
+_MEMO: dict = {}
+
+
 def seconds_per_step(model, shape, batch: int, calls: int, unet: bool) -> dict:
+    """Time per step; a point shared by two sweeps (e.g. the UNet at 8x8 and the fixed batch) is measured once."""
+    key = (unet, tuple(shape), batch)
+    if key not in _MEMO:
+        _MEMO[key] = _measure(model, shape, batch, calls, unet)
+    return _MEMO[key]
+
+
+def _measure(model, shape, batch: int, calls: int, unet: bool) -> dict:
     spc = 1 if unet else 10
     tr = Trainer(make_optimizer("adam", lr=1e-4), spc * (calls + 1), batch, steps_per_call=spc, unroll=unet,
                  progress=False, mesh=None)  # fmt: skip

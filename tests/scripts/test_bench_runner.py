@@ -52,7 +52,7 @@ def test_markdown_lists_timings_quality_and_errors():
         },
     }  # fmt: skip
     md = run_all.markdown(results)
-    assert "| a | train.100 | 1,234 | - | 2 |" in md
+    assert "| a | train.steps_per_call=100 | 1,234 | - | 2 |" in md
     assert "| a | sample | - | 50,000 | - |" in md
     assert "| a | w2_exact_ode | 0.129 |" in md
     assert "| b | full | 1 | exit code 1: ValueError / bad |" in md
