@@ -18,8 +18,9 @@ def test_there_are_experiments():
 
 
 # UNet variants whose code paths (labels with CFG, condition channels) the fast suite already covers with small
-# nets and analytic fields; only fm_digits and diffusion_digits smoke-train a UNet in the fast suite.
-SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_digits_cfg"}
+# nets and analytic fields; only fm_digits and diffusion_digits smoke-train a UNet in the fast suite (smd_digits'
+# UNet MixtureDenoiser has a fast unit test in tests/smd).
+SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_digits_cfg", "smd_digits"}
 
 
 @pytest.mark.parametrize(
