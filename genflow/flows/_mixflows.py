@@ -234,20 +234,42 @@ class MixFlow(AbstractGenerativeModel):
         ell = jnp.concatenate([ell_bwd[::-1], jnp.zeros((1,), s0.dtype), ell_fwd])
         return states, ell
 
-    def _orbit_elbo(self, s0: Array) -> Scalar:
-        n = self.num_maps
+    def _orbit_terms(self, s0: Array) -> tuple[Array, Array, Array]:
+        """``a(m) = log q0(T^m s0) + ell(m)`` and ``ell(m)`` for ``|m| < N``, and ``log p~(T^n s0)`` for ``n < N``."""
         states, ell = self._orbit(s0)
         a = jax.vmap(self._log_reference)(states) + ell  # index m + N - 1 holds T^m s0
-        # log q_N(T^n s0) = -ell(n) + logsumexp_{k<N}(a[n - k]) - log N for n = 0..N-1: a sliding window.
-        idx = (n - 1) + jnp.arange(n)[:, None] - jnp.arange(n)[None, :]
-        log_q = -ell[n - 1 :] + logsumexp(a[idx], axis=1) - math.log(n)
-        log_p = jax.vmap(self.log_target_extended)(states[n - 1 :])
-        return jnp.mean(log_p - log_q)
+        return a, ell, jax.vmap(self.log_target_extended)(states[self.num_maps - 1 :])
+
+    def _orbit_elbo_from_terms(self, a: Array, ell: Array, log_p: Array, n: int) -> Scalar:
+        """The orbit ELBO of ``q_n`` (``n <= N``) from the terms of an orbit of ``N``: it holds every shorter one."""
+        c = self.num_maps - 1  # index of s0
+        # log q_n(T^j s0) = -ell(j) + logsumexp_{k<n}(a[j - k]) - log n for j = 0..n-1: a sliding window.
+        idx = c + jnp.arange(n)[:, None] - jnp.arange(n)[None, :]
+        log_q = -ell[c : c + n] + logsumexp(a[idx], axis=1) - math.log(n)
+        return jnp.mean(log_p[:n] - log_q)
+
+    def _orbit_elbo(self, s0: Array) -> Scalar:
+        return self._orbit_elbo_from_terms(*self._orbit_terms(s0), self.num_maps)
 
     @eqx.filter_jit
     def elbo_orbit(self, key: PRNGKeyArray, num: int) -> Float[Array, " num"]:
         """Per-orbit unbiased ELBO estimates: the average of ``log p~ - log q_N`` over ``T^n s0``, ``n < N``."""
         return jax.vmap(self._orbit_elbo)(self.sample_reference(key, num))
+
+    @eqx.filter_jit
+    def elbo_orbit_curve(self, key: PRNGKeyArray, num: int, ns: tuple[int, ...]) -> Float[Array, "num k"]:
+        """Orbit ELBO estimates of ``q_n`` for every ``n`` in ``ns`` (each ``<= N``) from the same ``num`` orbits
+        of ``N`` maps: column ``i`` equals ``MixFlow(map, ns[i]).elbo_orbit(key, num)``, in one compile and one
+        trajectory per orbit instead of one of each per ``n`` (and paired across ``n``)."""
+        ns = tuple(int(n) for n in ns)
+        if not ns or not all(1 <= n <= self.num_maps for n in ns):
+            raise ValueError(f"ns={ns!r} is invalid: needs 1 <= n <= num_maps={self.num_maps} for every n")
+
+        def one(s0):
+            terms = self._orbit_terms(s0)
+            return jnp.stack([self._orbit_elbo_from_terms(*terms, n) for n in ns])
+
+        return jax.vmap(one)(self.sample_reference(key, num))
 
     @eqx.filter_jit
     def elbo_single(self, key: PRNGKeyArray, num: int) -> Float[Array, " num"]:

@@ -16,6 +16,14 @@ Setup:
   exact target samples by the energy distance (and the exact-vs-exact floor).
 - Round trip: ``||T^{-N} T^N s - s||`` for growing N, float32, as in the paper's numerical-stability study.
 
+Cost: the cross is a Gaussian mixture whose ``log_prob`` makes batched 2x2 triangular solves (LAPACK ``trsm``).
+With OpenBLAS's default threading on the shared, oversubscribed 2-core machine one such solve with 1600
+right-hand sides took 65 ms instead of 0.07 ms single-threaded (1000x), which is what stalled the first full run
+on the cross; so this script sets ``OPENBLAS_NUM_THREADS=1`` (unless already set) before JAX loads LAPACK. The ELBO
+curve comes from one set of orbits of the largest N (``MixFlow.elbo_orbit_curve``): one compile per target instead
+of one per N, and the estimates are paired across N. ``numbers.json`` records the budget (``config``), the time
+per stage and the load average.
+
 Writes elbo_vs_n.png, densities.png, roundtrip.png and numbers.json into --out.
 
 References:
@@ -27,17 +35,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import matplotlib
-import numpy as np
+# Before JAX (and through it OpenBLAS) is loaded: see "Cost" above.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from genflow.distributions import Banana, Cross2D, NealFunnel, StandardNormal
-from genflow.flows import AnnealedEnergy, HMCLayer, MixFlow, UncorrectedHamiltonianMap, tune_mixflow
-from genflow.metrics import energy_distance
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+
+from genflow.distributions import Banana, Cross2D, NealFunnel, StandardNormal  # noqa: E402
+from genflow.flows import AnnealedEnergy, HMCLayer, MixFlow, UncorrectedHamiltonianMap, tune_mixflow  # noqa: E402
+from genflow.metrics import energy_distance  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -73,11 +85,13 @@ def targets() -> dict:
 
 
 def elbo_vs_n(flow: MixFlow, ns, key, num: int) -> list[dict]:
-    rows = []
-    for n in ns:
-        elbo = MixFlow(flow.map, n, flow.reference).elbo_orbit(key, num)
-        rows.append({"n": n, "elbo": float(jnp.mean(elbo)), "se": float(jnp.std(elbo) / math.sqrt(num))})
-    return rows
+    """Orbit ELBO of ``q_n`` for every ``n`` in ``ns``, all from the same ``num`` orbits of ``max(ns)`` maps."""
+    ns = tuple(ns)
+    curve = np.asarray(MixFlow(flow.map, max(ns), flow.reference).elbo_orbit_curve(key, num, ns))
+    return [
+        {"n": n, "elbo": float(col.mean()), "se": float(col.std() / math.sqrt(num))}
+        for n, col in zip(ns, curve.T, strict=True)
+    ]
 
 
 def marginal_log_density(flow: MixFlow, x, key, num: int):
@@ -133,34 +147,45 @@ def roundtrip_errors(flow: MixFlow, ns, key, num: int) -> list[dict]:
     return rows
 
 
+def _timed(seconds: dict, stage: str, f, *args):
+    """``f(*args)`` with its wall time (compile included; results are blocked on) stored in ``seconds[stage]``."""
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(f(*args))
+    seconds[stage] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def _energy_distances(mix, hmc, exact, exact2) -> dict:
+    ed = lambda a, b: float(energy_distance(jnp.asarray(a), jnp.asarray(b)))  # noqa: E731
+    return {"mixflow_vs_exact": ed(mix, exact), "hmc_vs_exact": ed(hmc, exact), "mixflow_vs_hmc": ed(mix, hmc),
+            "exact_vs_exact": ed(exact2, exact)}  # fmt: skip
+
+
 def run_target(name: str, target, cfg: dict, key) -> tuple[dict, dict]:
     k_tune, k_elbo, k_dens, k_samp, k_hmc, k_ref, k_rt = jax.random.split(key, 7)
+    sec: dict[str, float] = {}
     init = MixFlow(UncorrectedHamiltonianMap(target, 2, 0.1, 10), cfg["tune_n"])
-    tuned, table = tune_mixflow(init, k_tune, cfg["step_sizes"], cfg["leapfrog_steps"], cfg["num_tune"])
-    step_size, leapfrog = float(jnp.exp(tuned.map.log_step_size)), tuned.map.num_leapfrog
-    elbos = elbo_vs_n(tuned, cfg["ns"], k_elbo, cfg["num_elbo"])
+    args = (init, k_tune, cfg["step_sizes"], cfg["leapfrog_steps"], cfg["num_tune"])
+    tuned, table = _timed(sec, "tune", tune_mixflow, *args)
+    elbos = _timed(sec, "elbo_vs_n", elbo_vs_n, tuned, cfg["ns"], k_elbo, cfg["num_elbo"])
     flow = MixFlow(tuned.map, cfg["density_n"])
-    dens = density_on_grid(flow, target, LIMITS[name], cfg["grid"], k_dens, cfg["num_marginal"])
-    mix = np.asarray(flow.sample(k_samp, cfg["num_samples"]))
-    hmc = hmc_reference(target, k_hmc, cfg)
-    k_ref1, k_ref2 = jax.random.split(k_ref)
-    exact, exact2 = (np.asarray(target.sample(k, cfg["num_samples"])) for k in (k_ref1, k_ref2))
-    ed = {
-        "mixflow_vs_exact": float(energy_distance(jnp.asarray(mix), jnp.asarray(exact))),
-        "hmc_vs_exact": float(energy_distance(jnp.asarray(hmc), jnp.asarray(exact))),
-        "mixflow_vs_hmc": float(energy_distance(jnp.asarray(mix), jnp.asarray(hmc))),
-        "exact_vs_exact": float(energy_distance(jnp.asarray(exact2), jnp.asarray(exact))),
-    }
+    args = (flow, target, LIMITS[name], cfg["grid"], k_dens, cfg["num_marginal"])
+    dens = _timed(sec, "density", density_on_grid, *args)
+    mix = np.asarray(_timed(sec, "mixflow_samples", flow.sample, k_samp, cfg["num_samples"]))
+    hmc = _timed(sec, "hmc_reference", hmc_reference, target, k_hmc, cfg)
+    exact, exact2 = (np.asarray(target.sample(k, cfg["num_samples"])) for k in jax.random.split(k_ref))
+    args = (flow, cfg["roundtrip_ns"], k_rt, cfg["roundtrip_states"])
     row = {
-        "step_size": step_size,
-        "num_leapfrog": leapfrog,
+        "step_size": float(jnp.exp(tuned.map.log_step_size)),
+        "num_leapfrog": tuned.map.num_leapfrog,
         "tuning": table,
         "elbo_vs_n": elbos,
         "density_n": cfg["density_n"],
         "density_tv_on_grid": dens["tv"],
         "grid_mass": {"target": dens["mass_p"], "mixflow": dens["mass_q"]},
-        "energy_distance": ed,
-        "roundtrip": roundtrip_errors(flow, cfg["roundtrip_ns"], k_rt, cfg["roundtrip_states"]),
+        "energy_distance": _energy_distances(mix, hmc, exact, exact2),
+        "roundtrip": _timed(sec, "roundtrip", roundtrip_errors, *args),
+        "seconds_per_stage": sec,
     }
     return row, {"density": dens, "mixflow": mix, "hmc": hmc}
 
@@ -222,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = dict(QUICK if args.quick else FULL)
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    print(json.dumps({"load_average_at_start": os.getloadavg(), "config": cfg}), flush=True)
     results, plots, seconds = {}, {}, {}
     for i, (name, target) in enumerate(targets().items()):
         t0 = time.perf_counter()
@@ -235,6 +261,9 @@ def main(argv: list[str] | None = None) -> dict:
         "config": cfg | {"quick": args.quick},
         "results": results,
         "seconds": {"per_target": seconds, "total": time.perf_counter() - t_start},
+        "load_average_1_5_15min_at_end": list(os.getloadavg()),
+        "cpu_count": os.cpu_count(),
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
     (args.out / "numbers.json").write_text(json.dumps(numbers, indent=2))
     return numbers
