@@ -69,12 +69,15 @@ def test_one_step_sampling_with_exact_draws_reproduces_the_data():
 
 
 def test_fresh_eta_at_every_step_and_reproducible():
-    """Deterministic DDIM with the exact-draw net on the respaced chain: the only randomness is eta, drawn anew at
-    each step (several steps give the data's spread too) and the same key gives the same samples."""
+    """Exact posterior draws make the DDPM kernel exact at every step, so 4 respaced ancestral steps from x_T = 0
+    give the data's unit spread; deterministic DDIM from one start varies only through eta (drawn at each step),
+    and the same key gives the same samples."""
     model = _toy_model(1.0, schedule=DiscreteSchedule(1000))
     x_T = jnp.zeros((4000, 1))
-    y = model.sample(jax.random.key(2), 4000, sampler=DDIM(num_steps=4), x_T=x_T)
+    y = model.sample(jax.random.key(2), 4000, sampler=Ancestral(num_steps=4), x_T=x_T)
     assert abs(float(jnp.std(y)) - 1.0) < 0.05
+    y = model.sample(jax.random.key(2), 4000, sampler=DDIM(num_steps=4), x_T=x_T)
+    assert float(jnp.std(y)) > 0.5
     np.testing.assert_array_equal(y, model.sample(jax.random.key(2), 4000, sampler=DDIM(num_steps=4), x_T=x_T))
     sol = model.solve(jax.random.key(3), 3, sampler=DDIM(num_steps=4), save_trajectory=True)
     assert sol.ys.shape == (5, 3, 1) and sol.nfe == 4
@@ -103,7 +106,7 @@ def test_mixture_denoiser_on_the_unet_depends_on_eta():
 
 
 def test_objectives_in_a_short_training_run():
-    """Bimodal 1D data (+-1, std 0.1), 400 steps: the regression objective drives the eta-spread of x0_hat at t = 1
+    """Bimodal 1D data (+-1, std 0.1), 300 steps: the regression objective drives the eta-spread of x0_hat at t = 1
     down (its loss penalises Var_eta, the minimiser ignores eta), the mixture objective drives it up towards the
     data's (the posterior p(x0 | x_1) is nearly p0, std ~1). Measured spreads about 0.02 and 0.7."""
     from genflow.distributions import GaussianMixture
@@ -112,11 +115,11 @@ def test_objectives_in_a_short_training_run():
     spreads = {}
     for objective in ("regression", "mixture"):
         net = mixture_denoiser("mlp", data_dim=1, width=32, depth=2, emb_dim=16, eta_dim=2, latent_dim=8,
-                               latent_width=32, latent_depth=1, key=jax.random.key(0))  # fmt: skip
+                               latent_width=16, latent_depth=1, key=jax.random.key(0))  # fmt: skip
         model = SMDModel(net, (1,), DiscreteSchedule(100), parametrization="x0", objective=objective,
                          num_latent_draws=8)  # fmt: skip
         opt = make_optimizer("adam", 3e-3, grad_clip=1.0)
-        state = Trainer(opt, 400, 128, steps_per_call=400, progress=False, ema_decay=0.9).fit(
+        state = Trainer(opt, 300, 64, steps_per_call=300, progress=False, ema_decay=0.9).fit(
             model, data, key=jax.random.key(1)
         )
         x_T = jax.random.normal(jax.random.key(2), (256, 1))
