@@ -51,10 +51,17 @@ def laplace_cdf(r: Array) -> Array:
 
 
 def laplace_icdf(p: Array) -> Array:
-    """``F^{-1}(p) = log 2p`` for ``p < 1/2``, ``-log 2(1 - p)`` otherwise."""
+    """``F^{-1}(p) = log 2p`` for ``p < 1/2``, ``-log 2(1 - p)`` otherwise; finite at ``p = 0`` and ``p = 1``.
+
+    ``F(r)`` rounds to exactly 1 for ``r`` beyond ~17 (float32) or ~37 (float64), and the refresh's ``mod 1`` can
+    then return exactly 0 (or 1): the tails are clamped at the smallest normal number, ``|r| <= -log(2 tiny)``
+    (~87 or ~708), rather than giving an infinite momentum whose ``inf - inf`` turns densities into NaN.
+    """
+    tiny = jnp.finfo(jnp.result_type(p, float)).tiny
     lower = p < 0.5
     # Each branch is evaluated at a safe argument, so neither makes a NaN for the gradient of the other.
-    return jnp.where(lower, jnp.log(2 * jnp.where(lower, p, 0.25)), -jnp.log(2 * jnp.where(lower, 0.75, 1 - p)))
+    lo = jnp.log(2 * jnp.maximum(jnp.where(lower, p, 0.25), tiny))
+    return jnp.where(lower, lo, -jnp.log(2 * jnp.maximum(jnp.where(lower, 0.75, 1 - p), tiny)))
 
 
 def laplace_log_density(r: Array) -> Array:

@@ -97,3 +97,15 @@ def test_elbo_curve_from_one_orbit_equals_separate_flows():
     np.testing.assert_allclose(curve, separate, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="num_maps=7"):
         mf.elbo_orbit_curve(key, 16, (8,))
+
+
+def test_refresh_stays_finite_when_the_laplace_cdf_saturates():
+    """F(40) rounds to 1 in float64 and xi(x, u) = 0 at 2x + u = -pi/2, so the inverse refresh meets p = 0 exactly:
+    the momentum must come out finite (it was -inf, which made q_N NaN far in the tails)."""
+    assert np.isfinite(np.asarray(laplace_icdf(jnp.array([0.0, 1.0])))).all()
+    mf = _mixflow(num_maps=3)
+    s = jnp.array([-math.pi / 4, 0.3, 40.0, 0.5, math.pi / 16])  # u = 0 after undoing the shift
+    assert float(mf.map._xi(s[0], 0.0)) == 0.0 and float(laplace_cdf(s[2])) == 1.0
+    back, ld = mf.map.inverse_and_log_det(s)
+    assert np.isfinite(np.asarray(back)).all() and np.isfinite(float(ld))
+    assert np.isfinite(np.asarray(mf.log_prob_extended(s[None]))).all()
