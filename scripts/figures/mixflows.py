@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FULL = {
     "ns": (1, 2, 5, 10, 20, 50, 100, 200),
     "tune_n": 50,
-    "step_sizes": (0.05, 0.1, 0.2, 0.4),
+    "step_sizes": (0.01, 0.02, 0.05, 0.1, 0.2),
     "leapfrog_steps": (5, 20),
     "num_tune": 128,
     "num_elbo": 512,
@@ -115,7 +115,8 @@ def density_on_grid(flow: MixFlow, target, lims, n: int, key, num: int) -> dict:
     q = np.exp(np.asarray(marginal_log_density(flow, pts, key, num), np.float64))
     tv = 0.5 * np.sum(np.abs(p / p.sum() - q / q.sum()))
     return {"xx": xx, "yy": yy, "p": p.reshape(n, n), "q": q.reshape(n, n), "tv": float(tv),
-            "mass_p": float(p.sum() * cell), "mass_q": float(q.sum() * cell)}  # fmt: skip
+            "mass_p": float(p.sum() * cell), "mass_q": float(q.sum() * cell),
+            "nonfinite_q": int(np.sum(~np.isfinite(q)))}  # fmt: skip
 
 
 def hmc_reference(target, key, cfg: dict):
@@ -183,6 +184,7 @@ def run_target(name: str, target, cfg: dict, key) -> tuple[dict, dict]:
         "density_n": cfg["density_n"],
         "density_tv_on_grid": dens["tv"],
         "grid_mass": {"target": dens["mass_p"], "mixflow": dens["mass_q"]},
+        "density_nonfinite_grid_points": dens["nonfinite_q"],
         "energy_distance": _energy_distances(mix, hmc, exact, exact2),
         "roundtrip": _timed(sec, "roundtrip", roundtrip_errors, *args),
         "seconds_per_stage": sec,
