@@ -60,7 +60,7 @@ def test_mixflow_marginal_density_with_one_map_is_the_reference():
     np.testing.assert_allclose(log_q, StandardNormal((2,)).log_prob(x), rtol=1e-5)
 
 
-@pytest.mark.slow  # trains four tiny torus flows (two with force matching): ~3 min on 2 loaded cores
+@pytest.mark.slow  # trains four tiny torus flows (two with force matching): 8.4 min measured on 2 cores at load ~15
 def test_smooth_flows_torus_quick(tmp_path):
     numbers = _run_quick("smooth_flows_torus", tmp_path)
     rows = numbers["results"]
@@ -78,7 +78,7 @@ def test_smooth_flows_torus_quick(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
-@pytest.mark.slow  # trains RNVP and RNVP + MC on two seeds, 40 steps each: minutes on 2 loaded cores
+@pytest.mark.slow  # trains RNVP and RNVP + MC on two seeds, 40 steps each: 4.1 min measured at load ~15
 def test_snf_double_well_quick(tmp_path):
     numbers = _run_quick("snf_double_well", tmp_path)
     assert abs(numbers["exact"]["delta_f"] - 1.6906) < 1e-3
@@ -91,7 +91,7 @@ def test_snf_double_well_quick(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
-@pytest.mark.slow  # tunes, evaluates and runs HMC on three targets with tiny N: ~3 min on 2 loaded cores
+@pytest.mark.slow  # tunes, evaluates and runs HMC on three targets with tiny N: 2.4 min measured at load ~15
 def test_mixflows_quick(tmp_path):
     numbers = _run_quick("mixflows", tmp_path)
     assert set(numbers["results"]) == {"banana", "cross", "funnel"}
