@@ -21,6 +21,7 @@ def run_smoke(script: str, *args: str) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow  # a bench smoke run (plumbing): every bench script has one, all in the slow suite
 def test_train_throughput_prints_json():
     result = run_smoke("train_throughput.py")
     assert [r["steps_per_call"] for r in result["train"]] == [1, 100, 1000]

@@ -1,8 +1,11 @@
 """The bridges benchmark runs and prints the JSON it promises."""
 
+import pytest
+
 from .test_bench import run_smoke
 
 
+@pytest.mark.slow  # a bench smoke run (plumbing): every bench script has one, all in the slow suite
 def test_bridges_bench_prints_json():
     result = run_smoke("bridges.py")
     (run,) = result["runs"]

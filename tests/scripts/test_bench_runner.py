@@ -67,6 +67,7 @@ def test_scaling_smoke(tmp_path):
     assert json.loads((tmp_path / "scaling.json").read_text())["budget"] == "smoke"
 
 
+@pytest.mark.slow  # a bench smoke run: compiles a width-1024 MLP step (the oracle-free plumbing of make bench)
 def test_flops_smoke():
     result = run_smoke("flops.py")
     run = result["train"][0]
