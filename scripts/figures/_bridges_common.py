@@ -1,7 +1,11 @@
-"""Shared builders for the bridge reproduction scripts (LightSB, SB-CFM and DSBM with the shared Trainer)."""
+"""Shared builders for the bridge reproduction scripts (LightSB, SB-CFM and DSBM with the shared Trainer).
+
+Each jit call runs ``gcd(steps, 1000 or 500)`` steps: the Trainer needs ``num_steps`` to be a multiple of it.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 
 import jax
@@ -21,7 +25,12 @@ def train_lightsb(
     )
     model = LightSB(pot, eps=eps, base=source, objective=objective)
     trainer = Trainer(
-        optax.adam(lr), num_steps=steps, batch_size=128, steps_per_call=min(steps, 1000), progress=False, ema_decay=0.0
+        optax.adam(lr),
+        num_steps=steps,
+        batch_size=128,
+        steps_per_call=math.gcd(steps, 1000),
+        progress=False,
+        ema_decay=0.0,
     )
     t0 = time.perf_counter()
     fitted = jax.block_until_ready(trainer.fit(model, data, key=jax.random.key(seed + 1)).model)
@@ -43,7 +52,7 @@ def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=5
         coupling=EntropicOTCoupling(eps),
     )
     opt = make_optimizer("adam", lr=1e-3, schedule="warmup_cosine", warmup_steps=100, total_steps=steps)
-    trainer = Trainer(opt, num_steps=steps, batch_size=256, steps_per_call=min(steps, 500), progress=False)
+    trainer = Trainer(opt, num_steps=steps, batch_size=256, steps_per_call=math.gcd(steps, 500), progress=False)
     t0 = time.perf_counter()
     fitted = jax.block_until_ready(trainer.fit(model, data, key=jax.random.key(seed + 1)).ema_model)
     return fitted, time.perf_counter() - t0
@@ -62,7 +71,7 @@ def train_dsbm(source, data, eps, *, steps_per_stage=1000, stages=4, seed=0, wid
     )
     opt = make_optimizer("adam", lr=1e-3, schedule="constant")
     trainer = Trainer(
-        opt, num_steps=steps_per_stage, batch_size=256, steps_per_call=min(steps_per_stage, 500), progress=False
+        opt, num_steps=steps_per_stage, batch_size=256, steps_per_call=math.gcd(steps_per_stage, 500), progress=False
     )
     t0 = time.perf_counter()
     fitted = jax.block_until_ready(fit_dsbm(model, data, trainer, key=jax.random.key(seed + 1), num_iterations=stages))

@@ -1,21 +1,29 @@
 """cBW-UVP on EOT-benchmark-style pairs: LightSB, SB-CFM and DSBM side by side, with wall time per method.
 
     python scripts/figures/eot_benchmark.py [--out scripts/figures/results/eot_benchmark] [--quick]
+        [--part all|lightsb|networks] [--merge DIR ...]
 
 Pairs follow the construction of Gushchin et al. (NeurIPS 2023) but are generated from seeds
 (:meth:`EOTBenchmark.generate`), because the official parameter files cannot be downloaded here: the numbers are
 "EOT-benchmark-style" and not comparable with the paper's table (quoted in numbers.json for reference).
-LightSB: K=50, diagonal S, S init 1, Adam with the paper's lr per eps, batch 128; the step budget is cut for two
-shared CPU cores (``lightsb_steps``). SB-CFM and DSBM (MLP width 128, Euler–Maruyama 50 steps) run only on the
-smaller settings (``net_dims``) with short budgets. cBW-UVP uses 50 test inputs x 500 conditional samples.
-Writes cbw_uvp.png and numbers.json.
+LightSB: K=50, diagonal S, S init 1, Adam with the paper's lr per eps, batch 128. SB-CFM (minibatch entropic OT,
+batch 256, Adam 1e-3 warmup-cosine) and DSBM (alternating IMF stages with the shared Trainer, 20-step simulations)
+use MLP endpoint networks (width 128, depth 3) and Euler–Maruyama with 50 steps for sampling. Every budget (steps,
+seeds, which settings the networks run on, test inputs x conditional samples for cBW-UVP) is cut for two shared
+CPU cores and written into numbers.json under ``budget`` (see :func:`budget`); ``train_s`` is the wall time of
+training including compilation; ``floor_exact_sampler`` is the cBW-UVP of the ground-truth conditional sampler at
+the same test budget (the metric's estimation floor). Writes cbw_uvp.png and numbers.json, both rewritten after
+every setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -38,53 +46,73 @@ def evaluate(model, bench, var, n_in, n_s):
     return float(cbw_uvp(model.sample_conditional, bench, jax.random.key(99), n_in, n_s, target_var=var))
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", default="scripts/figures/results/eot_benchmark")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dims = (2, 16) if args.quick else (2, 16, 64, 128)
-    epss = (1.0,) if args.quick else (0.1, 1.0, 10.0)
-    seeds = (0,) if args.quick else (0, 1)
-    lsb_steps = {2: 2000, 16: 3000, 64: 3000, 128: 2000} if not args.quick else {2: 500, 16: 500}
-    net_dims, net_steps = (2, 16), (300 if args.quick else 2000)
-    n_in, n_s = 50, 500
-    rows = []
-    for eps in epss:
-        for dim in dims:
-            for seed in seeds:
-                bench = EOTBenchmark.generate(dim, eps, seed)
-                data = eot_benchmark_data(dim, eps, seed)
-                var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
-                lsb, secs = train_lightsb(
-                    bench.source, bench.target, data, eps, lr=LR[eps], steps=lsb_steps[dim], seed=seed
-                )
-                row = {
-                    "eps": eps,
-                    "dim": dim,
-                    "seed": seed,
-                    "lightsb": {
-                        "cbw_uvp": evaluate(lsb, bench, var, n_in, n_s),
-                        "train_s": secs,
-                        "steps": lsb_steps[dim],
-                    },
-                }
-                if dim in net_dims and seed == 0:
-                    m, secs = train_sbcfm(bench.source, data, eps, steps=net_steps)
-                    row["sb_cfm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": net_steps}
-                    m, secs = train_dsbm(bench.source, data, eps, steps_per_stage=net_steps // 2)
-                    row["dsbm"] = {
-                        "cbw_uvp": evaluate(m, bench, var, n_in, n_s),
-                        "train_s": secs,
-                        "steps": 4 * (net_steps // 2),
-                    }
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                (out / "numbers.json").write_text(
-                    json.dumps({"label": "EOT-benchmark-style", "rows": rows, "paper_lightsb_cbw_uvp": PAPER}, indent=2)
-                )
+def budget(quick: bool) -> dict:
+    """The run's settings, written into numbers.json (cut from the paper's 10k steps for two shared CPU cores)."""
+    if quick:
+        return {
+            "dims": [2, 16],
+            "eps": [1.0],
+            "seeds": [0],
+            "lightsb_steps": {2: 500, 16: 500},
+            "net_eps": [1.0],
+            "net_dims": [2, 16],
+            "net_seeds": [0],
+            "sbcfm_steps": 300,
+            "dsbm_stages": 2,
+            "dsbm_steps_per_stage": 150,
+            "num_inputs": 20,
+            "num_samples": 300,
+        }
+    return {
+        "dims": [2, 16, 64, 128],
+        "eps": [0.1, 1.0, 10.0],
+        "seeds": [0, 1],
+        "lightsb_steps": {2: 10000, 16: 6000, 64: 4000, 128: 2000},
+        "net_eps": [1.0],
+        "net_dims": [2, 16, 64, 128],
+        "net_seeds": [0],
+        "sbcfm_steps": 600,
+        "dsbm_stages": 4,
+        "dsbm_steps_per_stage": 150,
+        "num_inputs": 50,
+        "num_samples": 500,
+    }
+
+
+def exact_floor(eps, dim, seed, b):
+    """cBW-UVP of the ground-truth conditional sampler: the estimation floor of the metric at this budget."""
+    bench = EOTBenchmark.generate(dim, eps, seed)
+    var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
+    return evaluate(bench, bench, var, b["num_inputs"], b["num_samples"])
+
+
+def run_lightsb(eps, dim, seed, b):
+    bench = EOTBenchmark.generate(dim, eps, seed)
+    data = eot_benchmark_data(dim, eps, seed)
+    var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
+    steps = b["lightsb_steps"][dim]
+    lsb, secs = train_lightsb(bench.source, bench.target, data, eps, lr=LR[eps], steps=steps, seed=seed)
+    cbw = evaluate(lsb, bench, var, b["num_inputs"], b["num_samples"])
+    row = {"eps": eps, "dim": dim, "seed": seed, "floor_exact_sampler": exact_floor(eps, dim, seed, b)}
+    row["lightsb"] = {"cbw_uvp": cbw, "train_s": secs, "steps": steps}
+    return row
+
+
+def run_networks(row, b):
+    """SB-CFM and DSBM on the pair of ``row`` (added to it in place)."""
+    eps, dim, seed = row["eps"], row["dim"], row["seed"]
+    bench = EOTBenchmark.generate(dim, eps, seed)
+    data = eot_benchmark_data(dim, eps, seed)
+    var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
+    n_in, n_s = b["num_inputs"], b["num_samples"]
+    m, secs = train_sbcfm(bench.source, data, eps, steps=b["sbcfm_steps"], seed=seed)
+    row["sb_cfm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": b["sbcfm_steps"]}
+    stages, per_stage = b["dsbm_stages"], b["dsbm_steps_per_stage"]
+    m, secs = train_dsbm(bench.source, data, eps, steps_per_stage=per_stage, stages=stages, seed=seed)
+    row["dsbm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": stages * per_stage}
+
+
+def plot(rows, epss, dims, out):
     fig, axes = plt.subplots(1, len(epss), figsize=(4 * len(epss), 3.2), squeeze=False)
     for ax, eps in zip(axes[0], epss, strict=True):
         for method, marker in (("lightsb", "o"), ("sb_cfm", "s"), ("dsbm", "^")):
@@ -95,12 +123,85 @@ def main():
             if pts:
                 ds = sorted(pts)
                 ax.plot(ds, [sum(pts[d]) / len(pts[d]) for d in ds], marker=marker, label=method)
+        floors = {}
+        for r in rows:
+            if r["eps"] == eps and "floor_exact_sampler" in r:
+                floors.setdefault(r["dim"], []).append(r["floor_exact_sampler"])
+        if floors:
+            ds = sorted(floors)
+            ax.plot(ds, [sum(floors[d]) / len(floors[d]) for d in ds], "k:", lw=0.8, label="exact sampler (floor)")
         ax.plot(dims, PAPER[eps][: len(dims)], "k--", lw=0.8, label="LightSB (paper, official pairs)")
         ax.set(xscale="log", yscale="log", xlabel="D", ylabel="cBW-UVP (%)", title=f"eps = {eps}")
         ax.legend(fontsize=7)
     fig.suptitle("EOT-benchmark-style pairs (seeded; not the official files)")
     fig.tight_layout()
     fig.savefig(out / "cbw_uvp.png", dpi=120)
+    plt.close(fig)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="scripts/figures/results/eot_benchmark")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument(
+        "--part",
+        choices=("all", "lightsb", "networks"),
+        default="all",
+        help="run only LightSB or only the networks (two processes share the cores better; see --merge)",
+    )
+    p.add_argument("--eps", type=float, nargs="+", help="override the budget's eps list (recorded in the JSON)")
+    p.add_argument("--dims", type=int, nargs="+", help="override the budget's dims (recorded in the JSON)")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="merge the numbers.json of --part runs into --out")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    b = budget(args.quick)
+    b["eps"] = b["eps"] if args.eps is None else args.eps
+    b["dims"] = b["dims"] if args.dims is None else args.dims
+    dims, epss = b["dims"], b["eps"]
+    rows = []
+    t_start = time.perf_counter()
+
+    def save():
+        result = {
+            "label": "EOT-benchmark-style",
+            "budget": b,
+            "rows": rows,
+            "paper_lightsb_cbw_uvp": PAPER,
+            "wall_s": time.perf_counter() - t_start,
+            "load_avg": list(os.getloadavg()),
+        }
+        (out / "numbers.json").write_text(json.dumps(result, indent=2))
+        plot(rows, epss, dims, out)
+
+    if args.merge:  # combine the numbers.json of separate --part runs (same budget) into --out
+        parts = [json.loads((Path(d) / "numbers.json").read_text()) for d in args.merge]
+        by_key = {}
+        for part in parts:
+            for r in part["rows"]:
+                by_key.setdefault((r["eps"], r["dim"], r["seed"]), {}).update(r)
+        rows[:] = [by_key[k] for k in sorted(by_key)]
+        for r in rows:  # a part run without the floor (networks only) gets it here
+            r.setdefault("floor_exact_sampler", exact_floor(r["eps"], r["dim"], r["seed"], b))
+        save()
+        return
+    # LightSB on every setting first (the table), then the networks on theirs: a cut run keeps the table.
+    if args.part in ("all", "lightsb"):
+        for eps in epss:
+            for dim in dims:
+                for seed in b["seeds"]:
+                    rows.append(run_lightsb(eps, dim, seed, b))
+                    print(json.dumps(rows[-1]), flush=True)
+                    save()
+    if args.part in ("all", "networks"):
+        for eps, dim, seed in itertools.product(b["net_eps"], b["net_dims"], b["net_seeds"]):
+            row = next((r for r in rows if (r["eps"], r["dim"], r["seed"]) == (eps, dim, seed)), None)
+            if row is None:
+                row = {"eps": eps, "dim": dim, "seed": seed}
+                rows.append(row)
+            run_networks(row, b)
+            print(json.dumps(row), flush=True)
+            save()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Error against the closed-form Gaussian bridge as the dimension grows, for LightSB, LightSB-M and SB-CFM.
+"""Error against the closed-form Gaussian bridge as the dimension grows: LightSB, LightSB-M, SB-CFM and DSBM.
 
     python scripts/figures/gaussian_bridge.py [--out scripts/figures/results/gaussian_bridge] [--quick]
 
@@ -7,14 +7,18 @@ independent source/target batches; the error is the cBW-UVP-style average over 5
 ``BW(model conditional, exact Gaussian conditional) / (Var(P1) / 2)`` in % (500 samples per input), and, for the
 closed-form LightSB methods, the max-entry error of the learned conditional covariance ``eps S`` against
 ``eps A^{-1} C``. LightSB and LightSB-M use K=1 with full S (the Gaussian bridge is exactly representable);
-SB-CFM an MLP (width 128) with Euler–Maruyama (50 steps). Writes error_vs_dim.png and numbers.json.
+SB-CFM and DSBM an MLP (width 128) with Euler–Maruyama (50 steps). The budgets (:func:`budget`, cut for two
+shared CPU cores) are written into numbers.json; ``train_s`` includes compilation. Writes error_vs_dim.png and
+numbers.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -26,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bridges_common import train_lightsb, train_sbcfm  # noqa: E402
+from _bridges_common import train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
 
 from genflow.bridges import GaussianBridge  # noqa: E402
 from genflow.data import Paired  # noqa: E402
@@ -51,16 +55,47 @@ def conditional_error(sample_conditional, gb, n_in=50, n_s=500):
     return 100.0 * (total / n_in) / (0.5 * float(jnp.trace(gb.B)))
 
 
+def budget(quick: bool) -> dict:
+    """The run's settings, written into numbers.json (cut for two shared CPU cores)."""
+    if quick:
+        return {"dims": [2, 8], "lightsb_steps": 500, "sbcfm_steps": 300, "dsbm_stages": 2, "dsbm_steps_per_stage": 150}
+    return {
+        "dims": [2, 8, 32, 64],
+        "lightsb_steps": 3000,
+        "sbcfm_steps": 800,
+        "dsbm_stages": 4,
+        "dsbm_steps_per_stage": 200,
+    }
+
+
+def plot(rows, out):
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for name in ("lightsb", "lightsb_m", "sb_cfm", "dsbm"):
+        ax.plot([r["dim"] for r in rows], [r[name]["cond_error_pct"] for r in rows], marker="o", label=name)
+    ax.plot([r["dim"] for r in rows], [r["floor_exact_sampler"] for r in rows], "k--", label="exact sampler (floor)")
+    ax.set(xscale="log", yscale="log", xlabel="D", ylabel="conditional BW error (%)", title="Gaussian bridge, eps=1")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "error_vs_dim.png", dpi=120)
+
+    plt.close(fig)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="scripts/figures/results/gaussian_bridge")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--plot-only", action="store_true", help="redraw the figure from --out's numbers.json")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dims = (2, 8) if args.quick else (2, 8, 32, 64)
-    steps = 500 if args.quick else 3000
+    if args.plot_only:
+        plot(json.loads((out / "numbers.json").read_text())["rows"], out)
+        return
+    b = budget(args.quick)
+    dims, steps, net_steps = b["dims"], b["lightsb_steps"], b["sbcfm_steps"]
     rows = []
+    t_start = time.perf_counter()
     for dim in dims:
         rng = np.random.default_rng(dim)
         gb = GaussianBridge(np.zeros(dim), _spd(rng, dim), rng.standard_normal(dim), 2 * _spd(rng, dim), 1.0)
@@ -76,19 +111,19 @@ def main():
                 "train_s": secs,
                 "steps": steps,
             }
-        m, secs = train_sbcfm(src, data, 1.0, steps=steps)
-        row["sb_cfm"] = {"cond_error_pct": conditional_error(m.sample_conditional, gb), "train_s": secs, "steps": steps}
+        m, secs = train_sbcfm(src, data, 1.0, steps=net_steps)
+        err = conditional_error(m.sample_conditional, gb)
+        row["sb_cfm"] = {"cond_error_pct": err, "train_s": secs, "steps": net_steps}
+        stages, per_stage = b["dsbm_stages"], b["dsbm_steps_per_stage"]
+        m, secs = train_dsbm(src, data, 1.0, steps_per_stage=per_stage, stages=stages)
+        err = conditional_error(m.sample_conditional, gb)
+        row["dsbm"] = {"cond_error_pct": err, "train_s": secs, "steps": stages * per_stage}
         rows.append(row)
         print(json.dumps(row), flush=True)
-        (out / "numbers.json").write_text(json.dumps({"eps": 1.0, "rows": rows}, indent=2))
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for name in ("lightsb", "lightsb_m", "sb_cfm"):
-        ax.plot([r["dim"] for r in rows], [r[name]["cond_error_pct"] for r in rows], marker="o", label=name)
-    ax.plot([r["dim"] for r in rows], [r["floor_exact_sampler"] for r in rows], "k--", label="exact sampler (floor)")
-    ax.set(xscale="log", yscale="log", xlabel="D", ylabel="conditional BW error (%)", title="Gaussian bridge, eps=1")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "error_vs_dim.png", dpi=120)
+        result = {"eps": 1.0, "budget": b, "rows": rows, "wall_s": time.perf_counter() - t_start}
+        result["load_avg"] = list(os.getloadavg())
+        (out / "numbers.json").write_text(json.dumps(result, indent=2))
+        plot(rows, out)
 
 
 if __name__ == "__main__":

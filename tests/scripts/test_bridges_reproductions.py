@@ -1,0 +1,70 @@
+"""The bridge reproductions (scripts/figures/eot_benchmark.py, gaussian_bridge.py): the Gaussian script's error
+metric against its oracle (fast, tiny) and a QUICK run of each end to end with every method (slow)."""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genflow.bridges import GaussianBridge
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "scripts/figures"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(FIGURES))
+    spec = importlib.util.spec_from_file_location(name, FIGURES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_quick(name: str, out: Path) -> dict:
+    subprocess.run(
+        [sys.executable, str(FIGURES / f"{name}.py"), "--quick", "--out", str(out)], check=True, timeout=1500
+    )
+    return json.loads((out / "numbers.json").read_text())
+
+
+def test_gaussian_bridge_error_is_small_for_the_exact_sampler_and_large_for_a_shifted_one():
+    gb_script = _load("gaussian_bridge")
+    gb = GaussianBridge(np.zeros(2), np.eye(2), np.ones(2), 2.0 * np.eye(2), 1.0)
+    exact = gb_script.conditional_error(gb.sample_conditional, gb, n_in=10, n_s=2000)
+    # A mean shifted by 1 in each of 2 coordinates adds BW = |shift|^2 / 2 = 1, i.e. 100 / (tr B / 2) = 50 %.
+    shifted = gb_script.conditional_error(lambda k, x: gb.sample_conditional(k, x) + 1.0, gb, n_in=10, n_s=2000)
+    assert exact < 1.0
+    assert abs(shifted - exact - 50.0) < 5.0
+
+
+@pytest.mark.slow  # trains LightSB, SB-CFM and DSBM on two settings: minutes on 2 shared CPU cores
+def test_eot_benchmark_quick_runs_every_method(tmp_path):
+    result = _run_quick("eot_benchmark", tmp_path)
+    assert (tmp_path / "cbw_uvp.png").exists()
+    assert result["budget"]["dims"] == [2, 16] and result["paper_lightsb_cbw_uvp"]["1.0"][0] == 0.05
+    assert [(r["eps"], r["dim"]) for r in result["rows"]] == [(1.0, 2), (1.0, 16)]
+    for row in result["rows"]:
+        assert 0 <= row["floor_exact_sampler"] < 1.0
+        for method in ("lightsb", "sb_cfm", "dsbm"):
+            assert math.isfinite(row[method]["cbw_uvp"]) and row[method]["train_s"] > 0
+    # Even 500 steps of LightSB solve the 2D pair well (the trivial independent plan scores far higher).
+    assert result["rows"][0]["lightsb"]["cbw_uvp"] < 10.0
+
+
+@pytest.mark.slow  # trains four methods at D = 2 and 8: minutes on 2 shared CPU cores
+def test_gaussian_bridge_quick_runs_every_method(tmp_path):
+    result = _run_quick("gaussian_bridge", tmp_path)
+    assert (tmp_path / "error_vs_dim.png").exists()
+    assert [r["dim"] for r in result["rows"]] == [2, 8]
+    for row in result["rows"]:
+        assert row["floor_exact_sampler"] < 1.0
+        for method in ("lightsb", "lightsb_m", "sb_cfm", "dsbm"):
+            assert math.isfinite(row[method]["cond_error_pct"]) and row[method]["train_s"] > 0
+    d2 = result["rows"][0]
+    assert d2["lightsb"]["cond_error_pct"] < 2.0 and d2["lightsb"]["cov_max_err"] < 0.1
