@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from .conftest import ROOT, TINY, run_cli
 
@@ -38,6 +39,7 @@ def test_bad_config_exits_before_compiling(tmp_path):
     assert r.returncode != 0 and "not a genflow run directory" in r.stderr
 
 
+@pytest.mark.slow  # two full CLI runs in subprocesses (~70 s on 2 loaded cores); the launcher config tests are fast
 def test_multirun_sweep(tmp_path):
     r = run_cli("train.py", "-m", *TINY, "data=moons,checkerboard", "train.seed=0,1", f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]

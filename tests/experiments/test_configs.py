@@ -20,7 +20,9 @@ def test_there_are_experiments():
 # UNet variants whose code paths (labels with CFG, condition channels) the fast suite already covers with small
 # nets and analytic fields; only fm_digits and diffusion_digits smoke-train a UNet in the fast suite (smd_digits'
 # UNet MixtureDenoiser has a fast unit test in tests/smd).
-SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_digits_cfg", "smd_digits"}
+# The torus and double-well flows' layers, objectives and hooks have fast tests in tests/flows.
+SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_digits_cfg", "smd_digits",
+                    "flow_smooth_torus", "flow_snf_double_well"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
