@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow.diffusion._parametrizations import AbstractParametrization
+from genflow.diffusion._parametrizations import AbstractParametrization, from_registry
 from genflow.diffusion._schedules import AbstractSchedule, DiscreteSchedule, EDMSchedule
 
 # -- weightings ----------------------------------------------------------------------------------------------------
@@ -126,11 +126,7 @@ WEIGHTINGS = {
 
 def make_weighting(spec: str | AbstractWeighting) -> AbstractWeighting:
     """A weighting module from its name (``none, snr, min_snr, likelihood, edm``) or the module itself."""
-    if isinstance(spec, AbstractWeighting):
-        return spec
-    if spec not in WEIGHTINGS:
-        raise ValueError(f"weighting={spec!r} is invalid; allowed: {', '.join(WEIGHTINGS)}")
-    return WEIGHTINGS[spec]()
+    return from_registry("weighting", spec, AbstractWeighting, WEIGHTINGS)
 
 
 def network_weight(
@@ -261,11 +257,7 @@ TIME_SAMPLERS = {
 
 def make_time_sampler(spec: str | AbstractTimeSampler) -> AbstractTimeSampler:
     """A time sampler from its name (``uniform, stratified, importance, lognormal``) or the module itself."""
-    if isinstance(spec, AbstractTimeSampler):
-        return spec
-    if spec not in TIME_SAMPLERS:
-        raise ValueError(f"time_sampler={spec!r} is invalid; allowed: {', '.join(TIME_SAMPLERS)}")
-    return TIME_SAMPLERS[spec]()
+    return from_registry("time_sampler", spec, AbstractTimeSampler, TIME_SAMPLERS)
 
 
 # -- classifier-free guidance --------------------------------------------------------------------------------------
