@@ -141,20 +141,14 @@ def bisect_decreasing(fn, target: Time, lo: float, hi: float) -> Values:
     return 0.5 * (a + b)
 
 
-class VPSchedule(AbstractSchedule):
-    r"""Variance-preserving schedule with a linear ``beta(t)`` (the continuous DDPM).
+class _AbstractLinearBeta(AbstractSchedule):
+    r"""The signal scale shared by VP and sub-VP: a linear ``beta(t)`` and ``alpha_t = e^{-B(t)/2}``.
 
-    $$\beta(t) = \beta_{min} + t(\beta_{max} - \beta_{min}), \quad B(t) = \int_0^t \beta, \quad
-    \alpha_t = e^{-B(t)/2}, \quad \sigma_t^2 = 1 - e^{-B(t)}, \quad f = -\beta/2, \quad g^2 = \beta.$$
-
-    References:
-        Song et al., "Score-Based Generative Modeling through Stochastic Differential Equations", ICLR 2021.
+    $$\beta(t) = \beta_{min} + t(\beta_{max} - \beta_{min}), \quad B(t) = \int_0^t \beta.$$
     """
 
-    beta_min: float = eqx.field(static=True, default=0.1)
-    beta_max: float = eqx.field(static=True, default=20.0)
-    t_min: float = eqx.field(static=True, default=1e-3)
-    t_max: float = eqx.field(static=True, default=1.0)
+    beta_min: eqx.AbstractVar[float]
+    beta_max: eqx.AbstractVar[float]
 
     def __check_init__(self):
         if not 0 < self.beta_min <= self.beta_max:
@@ -172,11 +166,27 @@ class VPSchedule(AbstractSchedule):
     def alpha(self, t):
         return jnp.exp(-0.5 * self.integral(t))
 
-    def sigma(self, t):
-        return jnp.sqrt(-jnp.expm1(-self.integral(t)))
-
     def dalpha(self, t):
         return -0.5 * self.beta(t) * self.alpha(t)
+
+
+class VPSchedule(_AbstractLinearBeta):
+    r"""Variance-preserving schedule with a linear ``beta(t)`` (the continuous DDPM).
+
+    $$\beta(t) = \beta_{min} + t(\beta_{max} - \beta_{min}), \quad B(t) = \int_0^t \beta, \quad
+    \alpha_t = e^{-B(t)/2}, \quad \sigma_t^2 = 1 - e^{-B(t)}, \quad f = -\beta/2, \quad g^2 = \beta.$$
+
+    References:
+        Song et al., "Score-Based Generative Modeling through Stochastic Differential Equations", ICLR 2021.
+    """
+
+    beta_min: float = eqx.field(static=True, default=0.1)
+    beta_max: float = eqx.field(static=True, default=20.0)
+    t_min: float = eqx.field(static=True, default=1e-3)
+    t_max: float = eqx.field(static=True, default=1.0)
+
+    def sigma(self, t):
+        return jnp.sqrt(-jnp.expm1(-self.integral(t)))
 
     def dsigma(self, t):
         return 0.5 * self.dsigma_sq(t) / self.sigma(t)
@@ -195,7 +205,7 @@ class VPSchedule(AbstractSchedule):
         return 2.0 * b / (self.beta_min + jnp.sqrt(self.beta_min**2 + 2.0 * db * b))
 
 
-class SubVPSchedule(AbstractSchedule):
+class SubVPSchedule(_AbstractLinearBeta):
     r"""Sub-VP schedule: the VP signal scale with ``sigma_t = 1 - alpha_t^2`` (always below the VP noise).
 
     $$\alpha_t = e^{-B(t)/2}, \quad \sigma_t = 1 - e^{-B(t)}, \quad f = -\beta/2, \quad
@@ -210,25 +220,8 @@ class SubVPSchedule(AbstractSchedule):
     t_min: float = eqx.field(static=True, default=1e-3)
     t_max: float = eqx.field(static=True, default=1.0)
 
-    def __check_init__(self):
-        if not 0 < self.beta_min <= self.beta_max:
-            raise ValueError(f"beta_min={self.beta_min!r}, beta_max={self.beta_max!r}: need 0 < beta_min <= beta_max")
-        _check_interval(self.t_min, self.t_max, 0.0, 1.0)
-
-    def beta(self, t: Time) -> Values:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def integral(self, t: Time) -> Values:
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def alpha(self, t):
-        return jnp.exp(-0.5 * self.integral(t))
-
     def sigma(self, t):
         return -jnp.expm1(-self.integral(t))
-
-    def dalpha(self, t):
-        return -0.5 * self.beta(t) * self.alpha(t)
 
     def dsigma(self, t):
         return self.beta(t) * jnp.exp(-self.integral(t))
