@@ -10,6 +10,7 @@ POT/ott regulariser ``2 eps`` on the cost ``|x - y|^2`` (the same problem as ``e
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -94,7 +95,31 @@ class _DriftBridge(eqx.Module):
         return drift
 
 
-class BridgeMatching(AbstractGenerativeModel):
+class _AbstractSimulatedBridge(AbstractGenerativeModel):
+    """A bridge sampled by simulating its learned forward SDE from base draws (``drift_fn`` gives the drift)."""
+
+    base: eqx.AbstractVar[AbstractDistribution]
+    sampler: eqx.AbstractVar[AbstractSDESolver]
+
+    @abc.abstractmethod
+    def drift_fn(self) -> Callable[[Any, Array], Array]:
+        """The forward drift ``(t, x) -> b`` on a batch."""
+
+    @eqx.filter_jit
+    def solve(self, key, num, *, x0=None, sampler=None, save_trajectory=False) -> Solution:
+        k0, k1 = jax.random.split(key)
+        x0 = self.base.sample(k0, num) if x0 is None else x0
+        return solve_bridge(self.sampler if sampler is None else sampler, self, k1, x0, save_trajectory)
+
+    def sample_conditional(self, key: PRNGKeyArray, x0: Array) -> Array:
+        """One simulated ``x1`` per row of ``x0``."""
+        return self.solve(key, x0.shape[0], x0=x0).y
+
+    def sample(self, key, num, **opts):
+        return self.solve(key, num, **opts).y
+
+
+class BridgeMatching(_AbstractSimulatedBridge):
     r"""Bridge matching on coupled pairs; with ``EntropicOTCoupling(eps)`` this is SB-CFM.
 
     Loss: ``E_{t, (x0, x1) ~ coupling, x_t} |f(t, x_t) - x1|^2`` with ``t ~ U[0, t_max]``; samples solve
@@ -150,21 +175,8 @@ class BridgeMatching(AbstractGenerativeModel):
     def drift_fn(self):
         return _DriftBridge(self.net, self.eps, self.t_max).drift_fn()
 
-    @eqx.filter_jit
-    def solve(self, key, num, *, x0=None, sampler=None, save_trajectory=False) -> Solution:
-        k0, k1 = jax.random.split(key)
-        x0 = self.base.sample(k0, num) if x0 is None else x0
-        return solve_bridge(self.sampler if sampler is None else sampler, self, k1, x0, save_trajectory)
 
-    def sample_conditional(self, key: PRNGKeyArray, x0: Array) -> Array:
-        """One simulated ``x1`` per row of ``x0``."""
-        return self.solve(key, x0.shape[0], x0=x0).y
-
-    def sample(self, key, num, **opts):
-        return self.solve(key, num, **opts).y
-
-
-class DSBM(AbstractGenerativeModel):
+class DSBM(_AbstractSimulatedBridge):
     r"""Diffusion Schrödinger Bridge Matching: Iterative Markovian Fitting with a forward and a backward network.
 
     ``forward(t, x) ≈ E[X1 | X_t = x]`` (drift ``(f - x)/(1 - t)`` forwards in time) and
@@ -284,18 +296,6 @@ class DSBM(AbstractGenerativeModel):
 
     def drift_fn(self):
         return _DriftBridge(self.forward, self.eps, self.t_max).drift_fn()
-
-    @eqx.filter_jit
-    def solve(self, key, num, *, x0=None, sampler=None, save_trajectory=False) -> Solution:
-        k0, k1 = jax.random.split(key)
-        x0 = self.base.sample(k0, num) if x0 is None else x0
-        return solve_bridge(self.sampler if sampler is None else sampler, self, k1, x0, save_trajectory)
-
-    def sample_conditional(self, key: PRNGKeyArray, x0: Array) -> Array:
-        return self.solve(key, x0.shape[0], x0=x0).y
-
-    def sample(self, key, num, **opts):
-        return self.solve(key, num, **opts).y
 
 
 def fit_dsbm(model: DSBM, data: Any, trainer: Any, *, key: PRNGKeyArray, num_iterations: int = 4) -> DSBM:
