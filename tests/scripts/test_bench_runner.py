@@ -1,18 +1,15 @@
 """scripts/bench/_run_all.py (make bench): discovery, a failing or hanging script is recorded, the Markdown table."""
 
-import importlib.util
 import json
 
 import pytest
 
+from ._scripts import load_script
 from .test_bench import ROOT, run_smoke
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("run_all", ROOT / "scripts/bench/_run_all.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts/bench/_run_all.py", "run_all")
 
 
 run_all = _load()

@@ -1,11 +1,7 @@
 """The bridge reproductions (scripts/figures/eot_benchmark.py, gaussian_bridge.py): the Gaussian script's error
 metric against its oracle (fast, tiny) and a QUICK run of each end to end with every method (slow)."""
 
-import importlib.util
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,24 +9,15 @@ import pytest
 
 from genflow.bridges import GaussianBridge
 
-ROOT = Path(__file__).resolve().parents[2]
-FIGURES = ROOT / "scripts/figures"
+from ._scripts import FIGURES, load_script, run_quick
 
 
 def _load(name: str):
-    sys.path.insert(0, str(FIGURES))
-    spec = importlib.util.spec_from_file_location(name, FIGURES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FIGURES / f"{name}.py")
 
 
 def _run_quick(name: str, out: Path) -> dict:
-    subprocess.run(
-        [sys.executable, str(FIGURES / f"{name}.py"), "--quick", "--out", str(out)], check=True, timeout=1500
-    )
-    return json.loads((out / "numbers.json").read_text())
+    return run_quick(name, out, timeout=1500)
 
 
 def test_gaussian_bridge_error_is_small_for_the_exact_sampler_and_large_for_a_shifted_one():

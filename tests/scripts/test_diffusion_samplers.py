@@ -1,6 +1,5 @@
 """scripts/figures/diffusion_samplers.py: its exact score (fast) and a QUICK run end to end (slow)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,15 +12,14 @@ import pytest
 
 from genflow.diffusion import VPSchedule
 
+from ._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts/figures/diffusion_samplers.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("diffusion_samplers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_exact_score_is_the_gradient_of_the_noised_log_density(x64):

@@ -1,11 +1,7 @@
 """The normalizing-flow reproductions (scripts/figures/smooth_flows_torus.py, snf_double_well.py, mixflows.py): their
 oracles (fast, tiny) and a QUICK run of each end to end (slow)."""
 
-import importlib.util
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -16,23 +12,15 @@ import pytest
 from genflow.distributions import Banana, StandardNormal, TiltedDoubleWell
 from genflow.flows import MixFlow, UncorrectedHamiltonianMap
 
-ROOT = Path(__file__).resolve().parents[2]
-FIGURES = ROOT / "scripts/figures"
+from ._scripts import FIGURES, load_script, run_quick
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, FIGURES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FIGURES / f"{name}.py")
 
 
 def _run_quick(name: str, out: Path) -> dict:
-    subprocess.run(
-        [sys.executable, str(FIGURES / f"{name}.py"), "--quick", "--out", str(out)], check=True, timeout=1200
-    )
-    return json.loads((out / "numbers.json").read_text())
+    return run_quick(name, out, timeout=1200)
 
 
 def test_snf_exact_free_energy_and_estimators():

@@ -1,6 +1,5 @@
 """scripts/figures/interpolants_couplings.py: a QUICK run end to end (slow), and its corrupted-input view (fast)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,15 +7,14 @@ import jax
 import numpy as np
 import pytest
 
+from ._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts/figures/interpolants_couplings.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("interpolants_couplings", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 ic = _load()

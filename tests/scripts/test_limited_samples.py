@@ -1,6 +1,5 @@
 """scripts/figures/limited_samples.py: its pieces (fast) and a QUICK run end to end (slow)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,15 +13,14 @@ import pytest
 from genflow.data._binary_gmm import BinaryGMMSamples
 from genflow.nn._dae import TimeTabulatedDAE
 
+from ._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts/figures/limited_samples.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("limited_samples", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 ls = _load()

@@ -1,7 +1,6 @@
 """scripts/figures/ode_vs_sde.py: its likelihood helpers on the exact fields (fast), its agreement with the Hydra
 experiment (fast and slow), and a QUICK run end to end (slow)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,16 +15,14 @@ from hydra.utils import instantiate
 
 from genflow.solvers import RK4, EulerMaruyama
 
+from ._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts/figures/ode_vs_sde.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("ode_vs_sde", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses (the script's equinox module) look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 ovs = _load()
