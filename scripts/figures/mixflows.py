@@ -19,7 +19,7 @@ Setup:
 Cost: the cross is a Gaussian mixture whose ``log_prob`` makes batched 2x2 triangular solves (LAPACK ``trsm``).
 With OpenBLAS's default threading on the shared, oversubscribed 2-core machine one such solve with 1600
 right-hand sides took 65 ms instead of 0.07 ms single-threaded (1000x), which is what stalled the first full run
-on the cross; so this script sets ``OPENBLAS_NUM_THREADS=1`` (unless already set) before JAX loads LAPACK. The ELBO
+on the cross; ``import genflow`` now sets ``OPENBLAS_NUM_THREADS=1`` (unless already set; genflow/_blas.py). The ELBO
 curve comes from one set of orbits of the largest N (``MixFlow.elbo_orbit_curve``): one compile per target instead
 of one per N, and the estimates are paired across N. ``numbers.json`` records the budget (``config``), the time
 per stage and the load average.
@@ -39,15 +39,12 @@ import os
 import time
 from pathlib import Path
 
-# Before JAX (and through it OpenBLAS) is loaded: see "Cost" above.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib  # noqa: E402
-import numpy as np  # noqa: E402
-
-from genflow.distributions import Banana, Cross2D, NealFunnel, StandardNormal  # noqa: E402
+from genflow.distributions import Banana, Cross2D, NealFunnel, StandardNormal
 from genflow.flows import AnnealedEnergy, HMCLayer, MixFlow, UncorrectedHamiltonianMap, tune_mixflow  # noqa: E402
 from genflow.metrics import energy_distance  # noqa: E402
 
