@@ -11,11 +11,13 @@ from contextlib import contextmanager
 import jax
 import pytest
 
+from genflow.bridges import DSBM, BridgeMatching, EntropicOTCoupling, LightSB, MixturePotential
 from genflow.data import Toy2D
 from genflow.diffusion import Ancestral, DiffusionModel, ProbabilityFlow
 from genflow.flows import Flow, coupling_flow
 from genflow.interpolants import FlowMatching, IndependentCoupling, LinearInterpolant, SqrtGamma, StochasticInterpolant
-from genflow.nn import MLP
+from genflow.nn import MLP, mixture_denoiser
+from genflow.smd import SMDModel
 from genflow.solvers import Euler, EulerMaruyama
 from genflow.train import Trainer, make_optimizer
 
@@ -84,7 +86,28 @@ def flow():
                               key=jax.random.key(0)))  # fmt: skip
 
 
-@pytest.mark.parametrize("build", [flow_matching, stochastic_interpolant, diffusion, flow])
+def smd():
+    net = mixture_denoiser("mlp", data_dim=2, width=16, depth=1, emb_dim=8, eta_dim=2, latent_dim=4,
+                           latent_width=8, latent_depth=1, key=jax.random.key(0))  # fmt: skip
+    return SMDModel(net, (2,), sampler=Ancestral(8))
+
+
+def lightsb():
+    return LightSB(MixturePotential(2, 4, key=jax.random.key(0)), eps=0.5)
+
+
+def bridge_matching():
+    return BridgeMatching(mlp(), (2,), eps=0.5, sampler=EulerMaruyama(4), coupling=EntropicOTCoupling(0.5))
+
+
+def dsbm_stage():
+    return DSBM(mlp(), (2,), eps=0.5, sampler=EulerMaruyama(4), num_sim_steps=4).with_stage("forward")
+
+
+FAMILIES = [flow_matching, stochastic_interpolant, diffusion, flow, smd, lightsb, bridge_matching, dsbm_stage]
+
+
+@pytest.mark.parametrize("build", FAMILIES, ids=lambda f: f.__name__)
 def test_training_chunks_trace_once(build):
     assert_training_chunks_trace_once(build())
 
@@ -108,3 +131,21 @@ def test_flow_sample_and_log_prob_trace_once():
     x = Toy2D("moons").sample(jax.random.key(9), 64)
     assert_no_retrace(lambda k: model.sample(k, 64))
     assert_no_retrace(lambda k: model.log_prob(x + jax.random.normal(k, x.shape)))
+
+
+def test_smd_samples_trace_once():
+    model = smd()
+    assert_no_retrace(lambda k: model.sample(k, 64))
+
+
+@pytest.mark.parametrize("build", [lightsb, bridge_matching, dsbm_stage], ids=lambda f: f.__name__)
+def test_bridge_samplers_trace_once(build):
+    model = build()
+    x0 = Toy2D("moons").sample(jax.random.key(9), 32)
+    assert_no_retrace(lambda k: model.sample(k, 64))
+    assert_no_retrace(lambda k: model.sample_conditional(k, x0))
+
+
+def test_lightsb_paths_trace_once():
+    model = lightsb()
+    assert_no_retrace(lambda k: model.sample(k, 64, sampler=EulerMaruyama(4)))
