@@ -10,11 +10,14 @@ the whole batch); sampling calls ``sample(key, num)``. Density models also give 
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+
+if TYPE_CHECKING:
+    from genflow.solvers import Solution
 
 
 class AbstractGenerativeModel(eqx.Module):
@@ -35,6 +38,26 @@ class AbstractDensityModel(AbstractGenerativeModel):
     @abc.abstractmethod
     def log_prob(self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None) -> Float[Array, " num"]:
         """Log-density of a batch ``x``: exact, or an unbiased estimate where the model allows only that."""
+
+
+class AbstractSolvableModel(AbstractGenerativeModel):
+    """A generative model whose samples are the end state of a solve: an ODE, an SDE or a Markov chain.
+
+    ``solve`` returns the whole :class:`~genflow.solvers.Solution` (end state, the number of function evaluations,
+    optionally the trajectory); ``sample`` is its end state.
+    """
+
+    @abc.abstractmethod
+    def solve(self, key: PRNGKeyArray, num: int, **opts: Any) -> Solution:
+        """Run the model's sampler for ``num`` samples; ``opts`` pick the sampler and its steps."""
+
+    def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Array:
+        """``num`` samples: the end state of :meth:`solve` (``opts`` as there)."""
+        return self.solve(key, num, **opts).y
+
+
+class AbstractSolvableDensityModel(AbstractSolvableModel, AbstractDensityModel):
+    """A solvable model that also evaluates log-densities (through the same ODE, for flows and diffusions)."""
 
 
 def split_batch(batch: Any) -> tuple[Array, Any]:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractGenerativeModel, split_batch
+from genflow._base import AbstractSolvableModel, split_batch
 from genflow.bridges._gaussian import GaussianBridge, check_eps
 from genflow.bridges._potential import MixturePotential
 from genflow.bridges._samplers import ExactConditional, check_bridge_sampler, solve_bridge
@@ -50,7 +50,7 @@ def _unrotate(u: Array | None, z: Array) -> Array:
     return jnp.einsum("kij,nkj->nki", u, z, precision="highest")
 
 
-class LightSB(AbstractGenerativeModel):
+class LightSB(AbstractSolvableModel):
     r"""Light Schrödinger Bridge: a Gaussian-mixture adjusted potential with a closed-form conditional plan.
 
     With ``v(x1) = sum_k alpha_k N(x1 | r_k, eps S_k)`` (a :class:`MixturePotential`) the plan is
@@ -312,7 +312,3 @@ class LightSB(AbstractGenerativeModel):
         x0 = self.base.sample(k0, num).reshape(num, -1) if x0 is None else x0
         sampler = self.sampler if sampler is None else sampler
         return solve_bridge(sampler, self, k1, x0, save_trajectory)
-
-    def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num d"]:
-        """``num`` target samples; ``opts`` are those of :meth:`solve`."""
-        return self.solve(key, num, **opts).y

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractGenerativeModel, split_batch
+from genflow._base import AbstractSolvableModel, split_batch
 from genflow.bridges._gaussian import check_eps
 from genflow.bridges._samplers import solve_bridge
 from genflow.distributions import AbstractDistribution, StandardNormal
@@ -95,7 +95,7 @@ class _DriftBridge(eqx.Module):
         return drift
 
 
-class _AbstractSimulatedBridge(AbstractGenerativeModel):
+class _AbstractSimulatedBridge(AbstractSolvableModel):
     """A bridge sampled by simulating its learned forward SDE from base draws (``drift_fn`` gives the drift)."""
 
     base: eqx.AbstractVar[AbstractDistribution]
@@ -114,9 +114,6 @@ class _AbstractSimulatedBridge(AbstractGenerativeModel):
     def sample_conditional(self, key: PRNGKeyArray, x0: Array) -> Array:
         """One simulated ``x1`` per row of ``x0``."""
         return self.solve(key, x0.shape[0], x0=x0).y
-
-    def sample(self, key, num, **opts):
-        return self.solve(key, num, **opts).y
 
 
 class BridgeMatching(_AbstractSimulatedBridge):

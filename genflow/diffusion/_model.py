@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractDensityModel, split_batch
+from genflow._base import AbstractSolvableDensityModel, split_batch
 from genflow.diffusion._likelihood import (
     LikelihoodTerms,
     VLBTerms,
@@ -57,7 +57,7 @@ def _as_shape(shape) -> tuple[int, ...]:
     return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
 
 
-class DiffusionModel(AbstractDensityModel):
+class DiffusionModel(AbstractSolvableDensityModel):
     """A Gaussian diffusion model (t=0 data, t_max noise).
 
     Args:
@@ -190,10 +190,6 @@ class DiffusionModel(AbstractDensityModel):
             x_T = self.schedule.prior_std() * jax.random.normal(k_prior, (num, *self.data_shape))
         score = self.batched_score(cond, guidance)
         return sampler.sample(score, self.schedule, x_T, key=k_sample, save_trajectory=save_trajectory)
-
-    def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
-        """``num`` samples; ``opts`` as in :meth:`solve`."""
-        return self.solve(key, num, **opts).y
 
     # -- likelihood --------------------------------------------------------------------------------------------
     @eqx.filter_jit

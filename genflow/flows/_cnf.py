@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractDensityModel, split_batch
+from genflow._base import AbstractSolvableDensityModel, split_batch
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.flows._bijections import as_shape
 from genflow.nn._checks import check_choice
@@ -42,7 +42,7 @@ from genflow.solvers import (
 DIVERGENCES = ("exact", "hutchinson")
 
 
-class CNF(AbstractDensityModel):
+class CNF(AbstractSolvableDensityModel):
     """FFJORD: a continuous normalizing flow with a learned velocity ``net(t, x, cond=None)``.
 
     Args:
@@ -107,10 +107,6 @@ class CNF(AbstractDensityModel):
         sampler = self.sampler if sampler is None else sampler
         x0 = self.base.sample(key, num) if x0 is None else x0
         return sampler.solve(self._batched(cond), x0, 0.0, 1.0, save_trajectory=save_trajectory)
-
-    def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
-        """Draw ``num`` samples; ``opts`` are those of :meth:`solve`."""
-        return self.solve(key, num, **opts).y
 
     @eqx.filter_jit
     def log_prob(

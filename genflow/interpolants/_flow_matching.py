@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractDensityModel, split_batch
+from genflow._base import AbstractSolvableDensityModel, split_batch
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant
 from genflow.nn import drop_condition, guided
@@ -34,7 +34,7 @@ def _as_shape(shape) -> tuple[int, ...]:
     return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
 
 
-class FlowMatching(AbstractDensityModel):
+class FlowMatching(AbstractSolvableDensityModel):
     """Flow matching with a deterministic interpolant (the linear one by default).
 
     Args:
@@ -140,10 +140,6 @@ class FlowMatching(AbstractDensityModel):
         """Samples with the conditions of a data batch (its labels), one per example."""
         x1, cond = split_batch(batch)
         return self.solve(key, x1.shape[0], cond=cond, **opts)
-
-    def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
-        """Draw ``num`` samples; ``opts`` are those of :meth:`solve` (``sampler``, ``cond``, ``x0``)."""
-        return self.solve(key, num, **opts).y
 
     @eqx.filter_jit
     def log_prob(

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractDensityModel, split_batch
+from genflow._base import AbstractSolvableDensityModel, split_batch
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._couplings import AbstractCoupling, IndependentCoupling
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant, NoGamma, SqrtGamma
@@ -75,7 +75,7 @@ def _sqnorm(x: Array) -> Array:
     return jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1)
 
 
-class StochasticInterpolant(AbstractDensityModel):
+class StochasticInterpolant(AbstractSolvableDensityModel):
     """Stochastic interpolant with a learned velocity ``b`` and (optionally) a learned denoiser ``eta``.
 
     Two parametrisations of the fields:
@@ -288,10 +288,6 @@ class StochasticInterpolant(AbstractDensityModel):
         drift = lambda t, x: b(t, x) + sign * _eps_at(eps, t) * free(t, s(t, x))
         noise = lambda t, x: free(t, jnp.full_like(x, jnp.sqrt(2.0 * _eps_at(eps, t))))
         return drift, noise
-
-    def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
-        """``num`` samples; ``opts`` as in :meth:`solve`."""
-        return self.solve(key, num, **opts).y
 
     @eqx.filter_jit
     def solve_like(self, key: PRNGKeyArray, batch: Any, **opts: Any) -> Solution:

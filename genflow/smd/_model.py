@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractGenerativeModel, split_batch
+from genflow._base import AbstractSolvableModel, split_batch
 from genflow.diffusion import (
     AbstractDiffusionSampler,
     Ancestral,
@@ -62,7 +62,7 @@ def _time_bits(t) -> Array:
     return jax.lax.bitcast_convert_type(jnp.asarray(t, jnp.float32).reshape(()), jnp.uint32)
 
 
-class SMDModel(AbstractGenerativeModel):
+class SMDModel(AbstractSolvableModel):
     """Soft mixture denoising on top of :class:`genflow.diffusion.DiffusionModel`.
 
     Args:
@@ -262,10 +262,6 @@ class SMDModel(AbstractGenerativeModel):
         return sampler.sample(
             self.batched_score(k_eta), self.schedule, x_T, key=k_sample, save_trajectory=save_trajectory
         )
-
-    def sample(self, key: PRNGKeyArray, num: int, **opts: Any) -> Float[Array, "num ..."]:
-        """``num`` samples; ``opts`` as in :meth:`solve`."""
-        return self.solve(key, num, **opts).y
 
     @eqx.filter_jit
     def x0_draws(self, key: PRNGKeyArray, t, x: Float[Array, "num ..."], num_draws: int) -> Array:
