@@ -36,8 +36,9 @@ class FiLM(eqx.Module):
 
     $$[\gamma, \beta] = W\,\mathrm{silu}(e) + b, \qquad \mathrm{FiLM}(h, e) = h \odot (1 + \gamma) + \beta.$$
 
-    ``h`` has the features on its first axis, ``(features, ...)``; $\gamma, \beta$ broadcast over the rest
-    (the pixels of an image). The bias $b$ starts at zero so that the modulation comes from $e$ alone at init.
+    ``h`` has the features on axis ``axis`` (the first by default, ``(features, ...)``; the last for a
+    channels-last image); $\gamma, \beta$ broadcast over the other axes (the pixels of an image). The bias $b$
+    starts at zero so that the modulation comes from $e$ alone at init.
 
     References:
         Perez et al. 2018, "FiLM: visual reasoning with a general conditioning layer".
@@ -45,18 +46,18 @@ class FiLM(eqx.Module):
 
     linear: eqx.nn.Linear
     features: int = eqx.field(static=True)
+    axis: int = eqx.field(static=True)
 
-    def __init__(self, emb_dim: int, features: int, *, key: PRNGKeyArray):
+    def __init__(self, emb_dim: int, features: int, *, key: PRNGKeyArray, axis: int = 0):
         """Build the projection from an ``emb_dim`` embedding to a scale and a shift of ``features`` each."""
         linear = eqx.nn.Linear(emb_dim, 2 * features, key=key)
         self.linear = eqx.tree_at(lambda lin: lin.bias, linear, jnp.zeros_like(linear.bias))
-        self.features = int(features)
+        self.features, self.axis = int(features), int(axis)
 
-    def __call__(
-        self, h: Float[Array, " features *rest"], e: Float[Array, " emb_dim"]
-    ) -> Float[Array, " features *rest"]:
+    def __call__(self, h: Float[Array, "*shape"], e: Float[Array, " emb_dim"]) -> Float[Array, "*shape"]:
         gamma, beta = jnp.split(self.linear(jax.nn.silu(e)), 2)
-        broadcast = (self.features,) + (1,) * (h.ndim - 1)
+        broadcast = [1] * h.ndim
+        broadcast[self.axis] = self.features
         return h * (1 + gamma.reshape(broadcast)) + beta.reshape(broadcast)
 
 

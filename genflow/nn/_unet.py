@@ -2,7 +2,8 @@
 
 It acts on one example, ``net(t, x, cond=None)``; batch with ``jax.vmap``. Small enough to train on CPU on 8x8
 digits, and works on 28x28 images (28 -> 14 -> 7) or any other size: upsampling resizes to the skip
-connection's size, so odd sizes need no special care.
+connection's size, so odd sizes need no special care. Inside, features are channels-last ``(H, W, C)``: XLA:CPU
+runs channels-first convolutions 10-15x slower inside loops (genflow/nn/_conv.py).
 """
 
 from __future__ import annotations
@@ -16,40 +17,41 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from genflow.nn._checks import check_nonnegative, check_positive
+from genflow.nn._conv import Conv2d, GroupNorm
 from genflow.nn._embeddings import ConditionEmbedding, check_condition_args
 from genflow.nn._mlp import FiLM
 
 
-def _group_norm(channels: int) -> eqx.nn.GroupNorm:
+def _group_norm(channels: int) -> GroupNorm:
     # gcd(8, C) always divides C, whereas min(8, C) does not (e.g. C = 12).
-    return eqx.nn.GroupNorm(math.gcd(8, channels), channels)
+    return GroupNorm(math.gcd(8, channels), channels)
 
 
-def _conv3x3(c_in: int, c_out: int, *, key: PRNGKeyArray, stride: int = 1) -> eqx.nn.Conv2d:
-    return eqx.nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, key=key)
+def _conv3x3(c_in: int, c_out: int, *, key: PRNGKeyArray, stride: int = 1) -> Conv2d:
+    return Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, key=key)
 
 
 class _ResBlock(eqx.Module):
     r"""Residual block $h + \mathrm{conv}(\mathrm{silu}(\mathrm{FiLM}(\mathrm{GN}(r), e)))$,
     $r = \mathrm{conv}(\mathrm{silu}(\mathrm{GN}(h)))$; a 1x1 conv on the skip path if the channels change."""
 
-    norm1: eqx.nn.GroupNorm
-    conv1: eqx.nn.Conv2d
+    norm1: GroupNorm
+    conv1: Conv2d
     film: FiLM
-    norm2: eqx.nn.GroupNorm
-    conv2: eqx.nn.Conv2d
-    skip: eqx.nn.Conv2d | None
+    norm2: GroupNorm
+    conv2: Conv2d
+    skip: Conv2d | None
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, *, key: PRNGKeyArray):
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.norm1 = _group_norm(c_in)
         self.conv1 = _conv3x3(c_in, c_out, key=k1)
-        self.film = FiLM(emb_dim, c_out, key=k2)
+        self.film = FiLM(emb_dim, c_out, key=k2, axis=-1)
         self.norm2 = _group_norm(c_out)
         self.conv2 = _conv3x3(c_out, c_out, key=k3)
-        self.skip = eqx.nn.Conv2d(c_in, c_out, kernel_size=1, key=k4) if c_in != c_out else None
+        self.skip = Conv2d(c_in, c_out, kernel_size=1, key=k4) if c_in != c_out else None
 
-    def __call__(self, h: Float[Array, "c_in H W"], e: Float[Array, " emb_dim"]) -> Float[Array, "c_out H W"]:
+    def __call__(self, h: Float[Array, "H W c_in"], e: Float[Array, " emb_dim"]) -> Float[Array, "H W c_out"]:
         r = self.conv1(jax.nn.silu(self.norm1(h)))
         r = self.conv2(jax.nn.silu(self.film(self.norm2(r), e)))
         return r + (h if self.skip is None else self.skip(h))
@@ -58,13 +60,13 @@ class _ResBlock(eqx.Module):
 class _Upsample(eqx.Module):
     """Nearest-neighbour resize to a target size, then a 3x3 conv (avoids transposed-conv checkerboards)."""
 
-    conv: eqx.nn.Conv2d
+    conv: Conv2d
 
     def __init__(self, c_in: int, c_out: int, *, key: PRNGKeyArray):
         self.conv = _conv3x3(c_in, c_out, key=key)
 
-    def __call__(self, h: Float[Array, "c_in h w"], size: tuple[int, int]) -> Float[Array, "c_out H W"]:
-        return self.conv(jax.image.resize(h, (h.shape[0], *size), method="nearest"))
+    def __call__(self, h: Float[Array, "h w c_in"], size: tuple[int, int]) -> Float[Array, "H W c_out"]:
+        return self.conv(jax.image.resize(h, (*size, h.shape[-1]), method="nearest"))
 
 
 class UNet(eqx.Module):
@@ -89,14 +91,14 @@ class UNet(eqx.Module):
     """
 
     embed: ConditionEmbedding
-    conv_in: eqx.nn.Conv2d
+    conv_in: Conv2d
     down_blocks: tuple[tuple[_ResBlock, ...], ...]
-    downsamples: tuple[eqx.nn.Conv2d, ...]
+    downsamples: tuple[Conv2d, ...]
     mid_blocks: tuple[_ResBlock, _ResBlock]
     up_blocks: tuple[tuple[_ResBlock, ...], ...]
     upsamples: tuple[_Upsample, ...]
-    norm_out: eqx.nn.GroupNorm
-    conv_out: eqx.nn.Conv2d
+    norm_out: GroupNorm
+    conv_out: Conv2d
     in_channels: int = eqx.field(static=True)
     out_channels: int = eqx.field(static=True)
     image_size: int = eqx.field(static=True)
@@ -199,7 +201,7 @@ class UNet(eqx.Module):
         self, t: Float[ArrayLike, ""], x: Float[Array, "C H W"], cond: ArrayLike | None = None
     ) -> Float[Array, "C_out H W"]:
         e = self.embed(t, None if self.cond_channels else cond)
-        h = self.conv_in(self._concat_cond(x, cond))
+        h = self.conv_in(jnp.moveaxis(self._concat_cond(x, cond), 0, -1))  # channels-last inside
         skips = []
         for i, blocks in enumerate(self.down_blocks):
             for block in blocks:
@@ -210,12 +212,12 @@ class UNet(eqx.Module):
         for block in self.mid_blocks:
             h = block(h, e)
         for i in reversed(range(len(self.up_blocks))):
-            h = jnp.concatenate([h, skips[i]])
+            h = jnp.concatenate([h, skips[i]], axis=-1)
             for block in self.up_blocks[i]:
                 h = block(h, e)
             if i > 0:
-                h = self.upsamples[i - 1](h, skips[i - 1].shape[1:])
-        return self.conv_out(jax.nn.silu(self.norm_out(h)))
+                h = self.upsamples[i - 1](h, skips[i - 1].shape[:2])
+        return jnp.moveaxis(self.conv_out(jax.nn.silu(self.norm_out(h))), -1, 0)
 
     def _concat_cond(self, x: Float[Array, "C H W"], cond: ArrayLike | None) -> Float[Array, "C_all H W"]:
         if not self.cond_channels:

@@ -68,7 +68,7 @@ def make_model(task: str, coupled: bool, key) -> StochasticInterpolant:
         (1, 8, 8),
         interpolant=LinearInterpolant(NoGamma()),
         coupling=make_coupling(task, coupled),
-        sampler=Heun(num_steps=8, unroll=True),
+        sampler=Heun(num_steps=8),
     )
 
 
@@ -85,7 +85,7 @@ def train(model, settings: dict, key):
         num_steps=settings["num_steps"],
         batch_size=settings["batch_size"],
         steps_per_call=settings["steps_per_call"],
-        unroll=True,  # convolutions inside a loop body are 10-50x slower on XLA:CPU (jax-ml/jax#12868)
+        unroll=True,  # XLA:CPU runs kernel-gradient convolutions 10-50x slower inside a loop (jax-ml/jax#12868)
         ema_decay=0.999,
         progress=False,
     )
@@ -112,7 +112,7 @@ def evaluate(task: str, model, test: Digits, settings: dict, key) -> dict:
     samples = {}
     for steps in settings["heun_steps"]:
         start = time.perf_counter()
-        sol = model.solve(ks, n, x0=x0, cond=cond, sampler=Heun(num_steps=steps, unroll=True))
+        sol = model.solve(ks, n, x0=x0, cond=cond, sampler=Heun(num_steps=steps))
         y = jax.block_until_ready(sol.y)
         err = jnp.sum(fill * (y - truth) ** 2, axis=(1, 2, 3)) / jnp.sum(fill, axis=(1, 2, 3))
         out["sweep"].append(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from genflow.nn import UNet
+from genflow.nn._conv import Conv2d, GroupNorm
 
 KEY = jax.random.key(0)
 TINY = dict(base_channels=8, emb_dim=8)
@@ -105,3 +106,20 @@ def test_errors(image_cond):
         UNet(cond_channels=1, num_classes=2, **TINY, key=KEY)
     with pytest.raises(ValueError, match="channel_mults"):
         UNet(channel_mults=[], **TINY, key=KEY)
+
+
+@pytest.mark.parametrize("stride,padding,kernel", [(1, 1, 3), (2, 1, 3), (1, 0, 1)])
+def test_channels_last_conv_matches_equinox_channels_first(stride, padding, kernel):
+    conv = Conv2d(3, 5, kernel, stride=stride, padding=padding, key=jax.random.key(0))
+    ref = eqx.nn.Conv2d(3, 5, kernel, stride=stride, padding=padding, key=jax.random.key(1))
+    ref = eqx.tree_at(lambda c: (c.weight, c.bias), ref, (conv.weight.transpose(3, 2, 0, 1), conv.bias[:, None, None]))
+    x = jax.random.normal(jax.random.key(2), (3, 7, 7))
+    np.testing.assert_allclose(jnp.moveaxis(conv(jnp.moveaxis(x, 0, -1)), -1, 0), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_group_norm_matches_equinox_channels_first():
+    norm = GroupNorm(4, 12)
+    norm = eqx.tree_at(lambda n: (n.weight, n.bias), norm, (jnp.arange(12.0), -jnp.arange(12.0)))
+    ref = eqx.tree_at(lambda n: (n.weight, n.bias), eqx.nn.GroupNorm(4, 12), (jnp.arange(12.0), -jnp.arange(12.0)))
+    x = 3 * jax.random.normal(jax.random.key(0), (12, 5, 6)) + 1
+    np.testing.assert_allclose(jnp.moveaxis(norm(jnp.moveaxis(x, 0, -1)), -1, 0), ref(x), rtol=1e-5, atol=1e-5)
