@@ -68,6 +68,7 @@ class GaussianMixture(AbstractDistribution):
     weights: Float[Array, " K"]
     means: Float[Array, "K d"]
     covs: Float[Array, "K d d"]
+    chols: Float[Array, "K d d"]
 
     def __init__(self, weights: ArrayLike, means: ArrayLike, covs: ArrayLike):
         weights, means, covs = _as_float(weights), _as_float(means), _as_float(covs)
@@ -82,6 +83,9 @@ class GaussianMixture(AbstractDistribution):
         self.weights = weights / jnp.sum(weights)
         self.means = means
         self.covs = covs
+        # Lower Cholesky factors C_k = L_k L_k^T, once here rather than in every jitted sample/log_prob: batched
+        # LAPACK calls inside compiled loops are slow on XLA:CPU and have deadlocked its thread pool (jax 0.10).
+        self.chols = jnp.linalg.cholesky(covs)
 
     @classmethod
     def isotropic(cls, weights: ArrayLike, means: ArrayLike, std: ArrayLike) -> GaussianMixture:
@@ -98,11 +102,6 @@ class GaussianMixture(AbstractDistribution):
     @property
     def num_components(self) -> int:
         return self.means.shape[0]
-
-    @property
-    def chols(self) -> Float[Array, "K d d"]:
-        """Lower Cholesky factors ``L_k`` with ``C_k = L_k L_k^T``."""
-        return jnp.linalg.cholesky(self.covs)
 
     @property
     def mean(self) -> Float[Array, " d"]:
