@@ -67,15 +67,15 @@ def budget(quick: bool) -> dict:
         "dims": [2, 16, 64, 128],
         "eps": [0.1, 1.0, 10.0],
         "seeds": [0, 1],
-        "lightsb_steps": {2: 10000, 16: 6000, 64: 4000, 128: 2000},
+        "lightsb_steps": {2: 10000, 16: 10000, 64: 10000, 128: 10000},
         "net_eps": [1.0],
         "net_dims": [2, 16, 64, 128],
         "net_seeds": [0],
         "sbcfm_steps": 600,
         "dsbm_stages": 4,
         "dsbm_steps_per_stage": 150,
-        "num_inputs": 50,
-        "num_samples": 500,
+        "num_inputs": 100,
+        "num_samples": 1000,
     }
 
 
