@@ -62,9 +62,9 @@ def budget(quick: bool) -> dict:
     return {
         "dims": [2, 8, 32, 64],
         "lightsb_steps": 3000,
-        "sbcfm_steps": 800,
+        "sbcfm_steps": 2000,
         "dsbm_stages": 4,
-        "dsbm_steps_per_stage": 200,
+        "dsbm_steps_per_stage": 500,
     }
 
 
