@@ -1,6 +1,6 @@
 """The README's Python examples run and print what the README says they print.
 
-The fast test runs the blocks with every training budget cut to at most 200 steps (the API and the printed shapes
+The fast test runs the blocks with every training budget cut to at most 50 steps (the API and the printed shapes
 are what it checks; full training budgets cost a minute of the fast suite); the slow test runs them as written.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-FAST_STEPS = 200
+FAST_STEPS = 50
 
 
 def _blocks(max_steps: int | None) -> list[str]:
@@ -21,6 +21,8 @@ def _blocks(max_steps: int | None) -> list[str]:
     if max_steps is None:
         return blocks
     cap = lambda m: f"{m.group(1)}={min(int(m.group(2).replace('_', '')), max_steps)}"
+    warm = lambda m: f"warmup_steps={min(int(m.group(1).replace('_', '')), max_steps // 2)}"
+    blocks = [re.sub(r"\bwarmup_steps=([\d_]+)", warm, b) for b in blocks]
     return [re.sub(r"\b(num_steps|total_steps|steps_per_call)=([\d_]+)", cap, b) for b in blocks]
 
 
@@ -40,7 +42,7 @@ def _check(namespace: dict, printed: str) -> None:
 
 def test_readme_python_examples_run_with_short_budgets():
     blocks = _blocks(FAST_STEPS)
-    assert "num_steps=200" in blocks[0] and "num_steps=4000" not in blocks[0]  # the cap did apply
+    assert "num_steps=50" in blocks[0] and "num_steps=4000" not in blocks[0]  # the cap did apply
     _check(*_run(blocks))
 
 

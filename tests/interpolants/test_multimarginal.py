@@ -200,6 +200,7 @@ def test_path_optimisation_lowers_the_transport_cost(x64):
     assert jnp.all(a >= 0)
 
 
+@pytest.mark.slow  # a training run (~13 s); the loss-gap identity is checked exactly in the fast suite
 def test_training_closes_the_gap_to_the_exact_fields():
     """Loss gap L(g_hat) - L(g) = sum_k E|g_hat_k - g_k|^2: a few hundred steps must shrink it well below its
     initial value; the marginals' parameters are frozen."""

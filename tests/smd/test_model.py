@@ -105,6 +105,7 @@ def test_mixture_denoiser_on_the_unet_depends_on_eta():
     assert net.data_shape == (1, 8, 8) and net.eta_dim == 2
 
 
+@pytest.mark.slow  # a 300-step training run per objective (~20 s); the objectives' oracles are fast
 def test_objectives_in_a_short_training_run():
     """Bimodal 1D data (+-1, std 0.1), 300 steps: the regression objective drives the eta-spread of x0_hat at t = 1
     down (its loss penalises Var_eta, the minimiser ignores eta), the mixture objective drives it up towards the
