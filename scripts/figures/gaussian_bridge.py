@@ -28,6 +28,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bridges_common import train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
@@ -74,10 +75,12 @@ def plot(rows, out):
         ax.plot([r["dim"] for r in rows], [r[name]["cond_error_pct"] for r in rows], marker="o", label=name)
     ax.plot([r["dim"] for r in rows], [r["floor_exact_sampler"] for r in rows], "k--", label="exact sampler (floor)")
     ax.set(xscale="log", yscale="log", xlabel="D", ylabel="conditional BW error (%)", title="Gaussian bridge, eps=1")
+    dims = [r["dim"] for r in rows]
+    ax.set_xticks(dims, [str(d) for d in dims])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "error_vs_dim.png", dpi=120)
-
     plt.close(fig)
 
 
