@@ -157,8 +157,12 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     b = budget(args.quick)
+    # --eps / --dims pick the settings of this run: LightSB's, and the networks' with --part networks
     b["eps"] = b["eps"] if args.eps is None else args.eps
     b["dims"] = b["dims"] if args.dims is None else args.dims
+    if args.part == "networks":
+        b["net_eps"] = b["net_eps"] if args.eps is None else args.eps
+        b["net_dims"] = b["net_dims"] if args.dims is None else args.dims
     dims, epss = b["dims"], b["eps"]
     rows = []
     t_start = time.perf_counter()
