@@ -61,7 +61,7 @@ def walk(obj, path=()):
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             label = str(i)
-            for name in ("batch", "steps_per_call"):  # name list entries by what tells them apart
+            for name in ("batch", "steps_per_call", "dim"):  # name list entries by what tells them apart
                 if isinstance(v, dict) and name in v:
                     label = f"{name}={v[name]}"
                     break
@@ -89,7 +89,11 @@ def quality_rows(name: str, result: dict) -> list[str]:
     return [
         f"| {name} | {'.'.join(path)} | {fmt(v)} |"
         for path, v in walk(result)
-        if path and isinstance(v, (int, float)) and not isinstance(v, bool) and QUALITY.search(path[-1])
+        if path
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and QUALITY.search(path[-1])
+        and "curve" not in path  # learning curves stay in the JSON; the table keeps final values
     ]
 
 
