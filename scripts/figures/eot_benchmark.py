@@ -99,18 +99,20 @@ def run_lightsb(eps, dim, seed, b):
     return row
 
 
-def run_networks(row, b):
-    """SB-CFM and DSBM on the pair of ``row`` (added to it in place)."""
+def run_networks(row, b, methods=("sb_cfm", "dsbm")):
+    """SB-CFM and/or DSBM on the pair of ``row`` (added to it in place)."""
     eps, dim, seed = row["eps"], row["dim"], row["seed"]
     bench = EOTBenchmark.generate(dim, eps, seed)
     data = eot_benchmark_data(dim, eps, seed)
     var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
     n_in, n_s = b["num_inputs"], b["num_samples"]
-    m, secs = train_sbcfm(bench.source, data, eps, steps=b["sbcfm_steps"], seed=seed)
-    row["sb_cfm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": b["sbcfm_steps"]}
-    stages, per_stage = b["dsbm_stages"], b["dsbm_steps_per_stage"]
-    m, secs = train_dsbm(bench.source, data, eps, steps_per_stage=per_stage, stages=stages, seed=seed)
-    row["dsbm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": stages * per_stage}
+    if "sb_cfm" in methods:
+        m, secs = train_sbcfm(bench.source, data, eps, steps=b["sbcfm_steps"], seed=seed)
+        row["sb_cfm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": b["sbcfm_steps"]}
+    if "dsbm" in methods:
+        stages, per_stage = b["dsbm_stages"], b["dsbm_steps_per_stage"]
+        m, secs = train_dsbm(bench.source, data, eps, steps_per_stage=per_stage, stages=stages, seed=seed)
+        row["dsbm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": stages * per_stage}
 
 
 def plot(rows, epss, dims, out):
@@ -152,6 +154,8 @@ def main():
     )
     p.add_argument("--eps", type=float, nargs="+", help="override the budget's eps list (recorded in the JSON)")
     p.add_argument("--dims", type=int, nargs="+", help="override the budget's dims (recorded in the JSON)")
+    p.add_argument("--methods", nargs="+", choices=("sb_cfm", "dsbm"), default=("sb_cfm", "dsbm"),
+                   help="which networks --part networks trains")  # fmt: skip
     p.add_argument("--merge", nargs="+", metavar="DIR", help="merge the numbers.json of --part runs into --out")
     args = p.parse_args()
     out = Path(args.out)
@@ -204,7 +208,7 @@ def main():
             if row is None:
                 row = {"eps": eps, "dim": dim, "seed": seed}
                 rows.append(row)
-            run_networks(row, b)
+            run_networks(row, b, args.methods)
             print(json.dumps(row), flush=True)
             save()
 
