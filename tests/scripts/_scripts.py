@@ -25,6 +25,11 @@ def load_script(path: Path, name: str | None = None):
     return module
 
 
+def load_figure(name: str):
+    """Import ``scripts/figures/<name>.py`` (see :func:`load_script`)."""
+    return load_script(FIGURES / f"{name}.py")
+
+
 def run_quick(name: str, out: Path, timeout: float) -> dict:
     """Run ``scripts/figures/<name>.py --quick --out out`` in a subprocess; return its numbers.json."""
     subprocess.run([sys.executable, str(FIGURES / f"{name}.py"), "--quick", "--out", str(out)], check=True,

@@ -2,26 +2,19 @@
 metric against its oracle (fast, tiny) and a QUICK run of each end to end with every method (slow)."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from genflow.bridges import GaussianBridge
 
-from ._scripts import FIGURES, load_script, run_quick
+from ._scripts import load_figure, run_quick
 
-
-def _load(name: str):
-    return load_script(FIGURES / f"{name}.py")
-
-
-def _run_quick(name: str, out: Path) -> dict:
-    return run_quick(name, out, timeout=1500)
+QUICK_TIMEOUT_S = 1500
 
 
 def test_gaussian_bridge_error_is_small_for_the_exact_sampler_and_large_for_a_shifted_one():
-    gb_script = _load("gaussian_bridge")
+    gb_script = load_figure("gaussian_bridge")
     gb = GaussianBridge(np.zeros(2), np.eye(2), np.ones(2), 2.0 * np.eye(2), 1.0)
     exact = gb_script.conditional_error(gb.sample_conditional, gb, n_in=10, n_s=2000)
     # A mean shifted by 1 in each of 2 coordinates adds BW = |shift|^2 / 2 = 1, i.e. 100 / (tr B / 2) = 50 %.
@@ -32,7 +25,7 @@ def test_gaussian_bridge_error_is_small_for_the_exact_sampler_and_large_for_a_sh
 
 @pytest.mark.slow  # trains LightSB, SB-CFM and DSBM on two settings: minutes on 2 shared CPU cores
 def test_eot_benchmark_quick_runs_every_method(tmp_path):
-    result = _run_quick("eot_benchmark", tmp_path)
+    result = run_quick("eot_benchmark", tmp_path, QUICK_TIMEOUT_S)
     assert (tmp_path / "cbw_uvp.png").exists()
     assert result["budget"]["dims"] == [2, 16] and result["paper_lightsb_cbw_uvp"]["1.0"][0] == 0.05
     assert [(r["eps"], r["dim"]) for r in result["rows"]] == [(1.0, 2), (1.0, 16)]
@@ -46,7 +39,7 @@ def test_eot_benchmark_quick_runs_every_method(tmp_path):
 
 @pytest.mark.slow  # trains four methods at D = 2 and 8: minutes on 2 shared CPU cores
 def test_gaussian_bridge_quick_runs_every_method(tmp_path):
-    result = _run_quick("gaussian_bridge", tmp_path)
+    result = run_quick("gaussian_bridge", tmp_path, QUICK_TIMEOUT_S)
     assert (tmp_path / "error_vs_dim.png").exists()
     assert [r["dim"] for r in result["rows"]] == [2, 8]
     for row in result["rows"]:

@@ -2,7 +2,6 @@
 oracles (fast, tiny) and a QUICK run of each end to end (slow)."""
 
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,19 +11,13 @@ import pytest
 from genflow.distributions import Banana, StandardNormal, TiltedDoubleWell
 from genflow.flows import MixFlow, UncorrectedHamiltonianMap
 
-from ._scripts import FIGURES, load_script, run_quick
+from ._scripts import load_figure, run_quick
 
-
-def _load(name: str):
-    return load_script(FIGURES / f"{name}.py")
-
-
-def _run_quick(name: str, out: Path) -> dict:
-    return run_quick(name, out, timeout=1200)
+QUICK_TIMEOUT_S = 1200
 
 
 def test_snf_exact_free_energy_and_estimators():
-    snf = _load("snf_double_well")
+    snf = load_figure("snf_double_well")
     edges = np.linspace(-2.5, 2.5, 51)
     probs, df, log_z = snf.exact_profile(TiltedDoubleWell(), edges)
     # Laplace's method around the two minima gives Delta F ~ 1.69 and log Z ~ 10.3 (plus x2's log sqrt(2 pi)).
@@ -41,7 +34,7 @@ def test_snf_exact_free_energy_and_estimators():
 
 def test_mixflow_marginal_density_with_one_map_is_the_reference():
     """q_1(x, rho, u) = q0(x) m(rho): the Monte Carlo marginal is exact for any momentum draws."""
-    mix = _load("mixflows")
+    mix = load_figure("mixflows")
     flow = MixFlow(UncorrectedHamiltonianMap(Banana(dim=2, sigma=2.0), 2, 0.1, 3), 1)
     x = jax.random.normal(jax.random.key(0), (5, 2))
     log_q = mix.marginal_log_density(flow, x, jax.random.key(1), 3)
@@ -50,7 +43,7 @@ def test_mixflow_marginal_density_with_one_map_is_the_reference():
 
 @pytest.mark.slow  # trains four tiny torus flows (two with force matching): 8.4 min measured on 2 cores at load ~15
 def test_smooth_flows_torus_quick(tmp_path):
-    numbers = _run_quick("smooth_flows_torus", tmp_path)
+    numbers = run_quick("smooth_flows_torus", tmp_path, QUICK_TIMEOUT_S)
     rows = numbers["results"]
     assert [(r["flow"], r["force_weight"] > 0) for r in rows] == [
         ("spline", False),
@@ -68,7 +61,7 @@ def test_smooth_flows_torus_quick(tmp_path):
 
 @pytest.mark.slow  # trains RNVP and RNVP + MC on two seeds, 40 steps each: 4.1 min measured at load ~15
 def test_snf_double_well_quick(tmp_path):
-    numbers = _run_quick("snf_double_well", tmp_path)
+    numbers = run_quick("snf_double_well", tmp_path, QUICK_TIMEOUT_S)
     assert abs(numbers["exact"]["delta_f"] - 1.6906) < 1e-3
     for name in ("RNVP", "RNVP + MC"):
         rows = numbers["per_seed"][name]
@@ -81,7 +74,7 @@ def test_snf_double_well_quick(tmp_path):
 
 @pytest.mark.slow  # tunes, evaluates and runs HMC on three targets with tiny N: 2.4 min measured at load ~15
 def test_mixflows_quick(tmp_path):
-    numbers = _run_quick("mixflows", tmp_path)
+    numbers = run_quick("mixflows", tmp_path, QUICK_TIMEOUT_S)
     assert set(numbers["results"]) == {"banana", "cross", "funnel"}
     for r in numbers["results"].values():
         # Targets are normalised: ELBO <= log Z = 0 up to Monte Carlo error.
