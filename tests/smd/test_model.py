@@ -129,18 +129,6 @@ def test_objectives_in_a_short_training_run():
     assert spreads["regression"] < 0.3 * spreads["mixture"]
 
 
-def test_sampling_does_not_recompile():
-    model = _toy_model(1.0)
-
-    @eqx.filter_jit
-    @eqx.debug.assert_max_traces(max_traces=1)
-    def draw(model, key):
-        return model.sample(key, 8, sampler=Ancestral(num_steps=3))
-
-    for i in range(3):
-        draw(model, jax.random.key(i))
-
-
 def test_bad_arguments_raise():
     net = mixture_denoiser("mlp", data_dim=2, width=8, depth=1, emb_dim=8, eta_dim=2, latent_dim=4, latent_width=8,
                            latent_depth=1, key=jax.random.key(0))  # fmt: skip
