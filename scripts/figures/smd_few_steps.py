@@ -116,6 +116,13 @@ def train(model, data, cfg: dict, key):
     return trainer.fit(model, data, key=key).ema_model
 
 
+def fit(method: str, dim: int, cfg: dict, smd: dict, data, key) -> tuple[object, float]:
+    """Build ``method``'s model and train it: ``(EMA model, training seconds)``."""
+    t0 = time.time()
+    model = train(build(method, dim, cfg, smd, jax.random.fold_in(key, 7)), data, cfg, key)
+    return model, time.time() - t0
+
+
 def diagnostics(model, x0: jax.Array, key) -> dict:
     """eta-spread of x0_hat at t = 1 and the kernel NLL bounds (SMD models only)."""
     if not isinstance(model, SMDModel):
@@ -140,30 +147,26 @@ def run_gmm(cfg: dict, smd: dict, steps: tuple[int, ...]) -> dict:
         ref = data.sample(k_ref, cfg["num_samples"])
         out["floor"].append(float(energy_distance(data.sample(k_ref2, cfg["num_samples"]), ref)))
 
-        def score(y):
-            d = np.sqrt(np.min(np.sum((np.asarray(y)[:, None] - means) ** 2, -1), axis=1))
-            return {"energy": float(energy_distance(y, ref)), "on_mode": float(np.mean(d < 3 * GRID_STD))}
-
-        for method in METHODS:
-            t0 = time.time()
-            model = train(build(method, 2, cfg, smd, jax.random.fold_in(k_train, 7)), data, cfg, k_train)
-            t_train = time.time() - t0
+        def sweep(draw, label: str) -> dict:
+            """Score ``draw(T)`` for every T; keep seed 0's samples at T = 1 and 5 for the figure."""
             row = {}
             for T in steps:
-                y = model.sample(k_sample, cfg["num_samples"], sampler=Ancestral(num_steps=T))
-                row[T] = score(y)
+                y = draw(T)
+                d = np.sqrt(np.min(np.sum((np.asarray(y)[:, None] - means) ** 2, -1), axis=1))
+                row[T] = {"energy": float(energy_distance(y, ref)), "on_mode": float(np.mean(d < 3 * GRID_STD))}
                 if seed == 0 and T in (1, 5):
-                    out["samples"][f"{method}/T={T}"] = np.asarray(y)
+                    out["samples"][f"{label}/T={T}"] = np.asarray(y)
+            return row
+
+        for method in METHODS:
+            model, t_train = fit(method, 2, cfg, smd, data, k_train)
+            draw = lambda T, m=model: m.sample(k_sample, cfg["num_samples"], sampler=Ancestral(num_steps=T))  # noqa: E731
+            row = sweep(draw, method)
             out["per_seed"][method].append(row)
             out["params"][method] = num_params(model)
             out["diag"].setdefault(method, []).append(diagnostics(model, ref, k_diag))
             print(f"gmm seed {seed} {method}: train {t_train:.0f}s, T=1 {row[steps[0]]}", flush=True)
-        row = {}
-        for T in steps:
-            y = oracle.sample(k_sample, cfg["num_samples"], data_schedule(), T).y
-            row[T] = score(y)
-            if seed == 0 and T in (1, 5):
-                out["samples"][f"oracle/T={T}"] = np.asarray(y)
+        row = sweep(lambda T: oracle.sample(k_sample, cfg["num_samples"], data_schedule(), T).y, "oracle")
         out["per_seed"]["oracle"].append(row)
     return out
 
@@ -181,9 +184,7 @@ def run_digits(cfg: dict, smd: dict, steps: tuple[int, ...]) -> dict:
     for seed in range(cfg["seeds"]):
         k_train, k_sample, k_diag = jax.random.split(jax.random.key(200 + seed), 3)
         for method in METHODS:
-            t0 = time.time()
-            model = train(build(method, 64, cfg, smd, jax.random.fold_in(k_train, 7)), data, cfg, k_train)
-            t_train = time.time() - t0
+            model, t_train = fit(method, 64, cfg, smd, data, k_train)
             row = {}
             for T in steps:
                 y = jnp.clip(model.sample(k_sample, cfg["num_samples"], sampler=Ancestral(num_steps=T)), -1, 1)
