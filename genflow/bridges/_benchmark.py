@@ -59,6 +59,7 @@ class EOTBenchmark(eqx.Module):
     means: Float[Array, "K d"]
     covs: Float[Array, "K d d"]
     s: Float[Array, "K d d"]
+    r: Float[Array, "K d"]
     plan_chols: Float[Array, "K d d"]
     weight_whiteners: Float[Array, "K d d"]
     eps: float = eqx.field(static=True)
@@ -73,7 +74,10 @@ class EOTBenchmark(eqx.Module):
         # Every factorisation once, here: sampling and the metrics then need matmuls only. Batched LAPACK calls
         # inside compiled loops are slow on XLA:CPU and have deadlocked its thread pool (jax 0.10).
         eye = jnp.eye(self.dim, dtype=self.covs.dtype)
+        # S_k = (I + eps Sigma_k^{-1})^{-1} = Sigma_k (Sigma_k + eps I)^{-1} and r_k = (I - S_k) mu_k: the LightSB
+        # parameters of this pair, and the plan's slopes and intercepts.
         self.s = sym(jax.vmap(lambda c: jnp.linalg.solve(c + self.eps * eye, c))(self.covs))
+        self.r = self.means - jnp.einsum("kij,kj->ki", self.s, self.means)
         self.plan_chols = jnp.linalg.cholesky(self.eps * self.s)
         marg_chols = jnp.linalg.cholesky(self.covs + self.eps * eye)
         self.weight_whiteners = jax.vmap(lambda c: jax.scipy.linalg.solve_triangular(c, eye, lower=True))(marg_chols)
@@ -116,25 +120,22 @@ class EOTBenchmark(eqx.Module):
         return self.means.shape[1]
 
     # -- the ground-truth plan --------------------------------------------------------------------------------
-    def lightsb_s(self) -> Float[Array, "K d d"]:
-        """``S_k = (I + eps Sigma_k^{-1})^{-1} = Sigma_k (Sigma_k + eps I)^{-1}``."""
-        return self.s
+    def _log_weight_terms(self, x: Float[Array, "n d"]) -> Float[Array, "n K"]:
+        """``log p_k - (1/2) log det C_k - (1/2) (x - mu_k)^T C_k^{-1} (x - mu_k)``, ``C_k = Sigma_k + eps I``.
 
-    def _log_weights(self, x: Float[Array, "n d"]) -> Float[Array, "n K"]:
-        """``log w_k(x)``, ``w_k ∝ p_k N(x | mu_k, Sigma_k + eps I)``, from the whiteners ``L_k^{-1}``."""
+        From the whiteners ``L_k^{-1}`` (``C_k = L_k L_k^T``): the unnormalised ``log w_k(x)`` of the plan.
+        """
         z = jnp.einsum("kij,nkj->nki", self.weight_whiteners, x[:, None, :] - self.means[None], precision="highest")
         log_det = jnp.sum(jnp.log(jnp.diagonal(self.weight_whiteners, axis1=-2, axis2=-1)), axis=-1)  # -1/2 log det
-        return jax.nn.log_softmax(jnp.log(self.weights) + log_det - 0.5 * jnp.sum(z**2, -1), axis=-1)
+        return jnp.log(self.weights) + log_det - 0.5 * jnp.sum(z**2, -1)
 
     def conditional_params(
         self, x: Float[Array, "n d"]
     ) -> tuple[Float[Array, "n K"], Float[Array, "n K d"], Float[Array, "K d d"]]:
         """``(log w(x), means, covariances)`` of the mixture ``pi*(. | x)``."""
-        log_w = self._log_weights(x)
-        s = self.s
-        r = self.means - jnp.einsum("kij,kj->ki", s, self.means)  # (I - S_k) mu_k
-        means = r[None] + jnp.einsum("kij,nj->nki", s, x)
-        return log_w, means, self.eps * s
+        log_w = jax.nn.log_softmax(self._log_weight_terms(x), axis=-1)
+        means = self.r[None] + jnp.einsum("kij,nj->nki", self.s, x)
+        return log_w, means, self.eps * self.s
 
     def conditional_moments(self, x: Float[Array, "n d"]) -> tuple[Float[Array, "n d"], Float[Array, "n d d"]]:
         """Exact mean and covariance of ``pi*(. | x)``."""
@@ -197,13 +198,8 @@ class EOTBenchmark(eqx.Module):
         ``S_k = (I + eps Sigma_k^{-1})^{-1}``, ``r_k = (I - S_k) mu_k``, and from completing the square
         ``log alpha_k = log p_k - (1/2) log det(Sigma_k + eps I) - (1/2) mu_k^T (Sigma_k + eps I)^{-1} mu_k``.
         """
-        eye = jnp.eye(self.dim, dtype=self.covs.dtype)
-        s = self.lightsb_s()
-        r = self.means - jnp.einsum("kij,kj->ki", s, self.means)
-        c = self.covs + self.eps * eye
-        quad = jnp.einsum("ki,ki->k", self.means, jax.vmap(jnp.linalg.solve)(c, self.means))
-        log_alpha = jnp.log(self.weights) - 0.5 * jnp.linalg.slogdet(c)[1] - 0.5 * quad
-        pot = MixturePotential.from_params(log_alpha, r, s, diagonal=False)
+        log_alpha = self._log_weight_terms(jnp.zeros((1, self.dim), self.means.dtype))[0]  # the terms at x = 0
+        pot = MixturePotential.from_params(log_alpha, self.r, self.s, diagonal=False)
         return LightSB(pot, eps=self.eps, base=self.source, **kwargs)
 
 
