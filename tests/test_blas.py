@@ -9,20 +9,21 @@ import pytest
 _PROBE = "import genflow, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
 
 
-def _threads_after_import(env_value, preload=""):
+def _last_line(probe: str, env_value: str | None = None) -> str:
+    """The last printed line of ``python -c probe`` with OPENBLAS_NUM_THREADS unset, or set to ``env_value``."""
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     if env_value is not None:
         env["OPENBLAS_NUM_THREADS"] = env_value
-    out = subprocess.run([sys.executable, "-c", preload + _PROBE], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def test_default_is_one_thread():
-    assert _threads_after_import(None) == "1"
+    assert _last_line(_PROBE) == "1"
 
 
 def test_user_choice_is_kept():
-    assert _threads_after_import("2") == "2"
+    assert _last_line(_PROBE, "2") == "2"
 
 
 def test_limit_applies_when_scipy_was_loaded_first():
@@ -31,6 +32,4 @@ def test_limit_applies_when_scipy_was_loaded_first():
         "import scipy.linalg, genflow, threadpoolctl; "
         "print(max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "1"
+    assert _last_line(probe) == "1"
