@@ -3,10 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import ot
 import pytest
 
-from genflow.bridges import DSBM, BridgeMatching, EntropicOTCoupling, GaussianBridge
+from genflow.bridges import DSBM, BridgeMatching, EntropicOTCoupling, EOTBenchmark, GaussianBridge, fit_dsbm
 from genflow.nn import MLP
 
 
@@ -18,6 +19,43 @@ def test_entropic_coupling_is_pot_sinkhorn_with_reg_two_eps(x64):
     want = ot.sinkhorn(np.full(12, 1 / 12), np.full(12, 1 / 12), cost, reg=2 * eps, stopThr=1e-12, numItermax=10**5)
     got = EntropicOTCoupling(eps, threshold=1e-10, max_iterations=10**5).plan(jnp.asarray(x0), jnp.asarray(x1))
     np.testing.assert_allclose(got, want, atol=1e-8)
+
+
+def _marginal_error(pi):
+    n = pi.shape[0]
+    return float(jnp.abs(pi.sum(1) - 1 / n).sum() + jnp.abs(pi.sum(0) - 1 / n).sum())
+
+
+def test_entropic_coupling_with_costs_far_above_eps_is_the_gibbs_plan_with_uniform_marginals(x64):
+    # |x - y|^2 of order 25 against reg 2 eps = 0.2: where plain Sinkhorn crawls. The entropic plan is the unique
+    # pi = exp((f_i + g_j - C_ij) / reg) with uniform marginals, so both properties are checked, at reg itself (not at
+    # an annealed value the solver passed through).
+    rng = np.random.default_rng(0)
+    x0, x1 = rng.standard_normal((32, 4)), 2.0 * rng.standard_normal((32, 4)) + 1.0
+    eps = 0.1
+    pi = EntropicOTCoupling(eps, threshold=1e-9).plan(jnp.asarray(x0), jnp.asarray(x1))
+    assert _marginal_error(pi) < 1e-8
+    log_kernel = np.log(np.asarray(pi)) + ot.dist(x0, x1) / (2 * eps)  # must be f_i + g_j
+    residual = log_kernel - log_kernel.mean(1, keepdims=True) - log_kernel.mean(0, keepdims=True) + log_kernel.mean()
+    np.testing.assert_allclose(residual, 0.0, atol=1e-8)
+
+
+def test_entropic_coupling_anneals_to_the_plan_where_plain_sinkhorn_stops_short():
+    # An SB-CFM batch of the D = 16, eps = 0.1 benchmark pair (costs ~100 against reg 0.2) in float32: with the
+    # same 2000-update cap, plain Sinkhorn ends far from the plan and the annealed solver on it.
+    bench = EOTBenchmark.generate(16, 0.1, 0)
+    x0, x1 = bench.source.sample(jax.random.key(0), 256), bench.sample_target(jax.random.key(1), 256)
+    reference = EntropicOTCoupling(0.1, threshold=1e-4).plan(x0, x1)
+    plain = EntropicOTCoupling(0.1, max_iterations=2000, epsilon_init=1.0, momentum=False).plan(x0, x1)
+    annealed = EntropicOTCoupling(0.1, max_iterations=2000).plan(x0, x1)
+    assert float(jnp.abs(plain - reference).sum()) > 0.05
+    assert float(jnp.abs(annealed - reference).sum()) < 0.01
+
+
+@pytest.mark.parametrize(("field", "value"), [("epsilon_init", 0.5), ("epsilon_decay", 1.0), ("epsilon_decay", 0.0)])
+def test_entropic_coupling_rejects_bad_annealing(field, value):
+    with pytest.raises(ValueError, match=f"{field}={value!r} is invalid"):
+        EntropicOTCoupling(0.1, **{field: value})
 
 
 def test_bridge_matching_drift_from_the_exact_endpoint_is_the_gaussian_drift(x64):
@@ -49,6 +87,41 @@ def test_dsbm_losses_are_finite_and_train_only_their_network(direction):
     fwd = sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads.forward))
     bwd = sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads.backward))
     assert (fwd > 0) == (direction != "backward") and (bwd > 0) == (direction != "forward")
+
+
+@pytest.mark.parametrize("num_iterations", [2, 3])
+def test_fit_dsbm_alternates_from_the_independent_coupling_and_ends_forward(num_iterations):
+    from genflow.distributions import StandardNormal
+    from genflow.train import Trainer
+
+    net = MLP(2, width=8, depth=1, key=jax.random.key(0))
+    model = DSBM(net, (2,), eps=0.5, backward_net=MLP(2, width=8, depth=1, key=jax.random.key(1)), num_sim_steps=4)
+    trainer = Trainer(optax.sgd(1e-2), num_steps=2, batch_size=8, steps_per_call=2, progress=False)
+    seen = []
+
+    def watch(stage, direction, m):
+        seen.append((stage, direction, m.direction))
+        # Only the stage's own network moved: the other one is the one it simulated with.
+        moved = m.forward if direction == "forward" else m.backward
+        kept = m.backward if direction == "forward" else m.forward
+        before = {"forward": prev[0].forward, "backward": prev[0].backward}
+        assert not _same(moved, before[direction])
+        assert _same(kept, before["backward" if direction == "forward" else "forward"])
+        prev[0] = m
+
+    prev = [model]
+    fitted = fit_dsbm(model, StandardNormal((2,)), trainer, key=jax.random.key(2), num_iterations=num_iterations,
+                      callback=watch)  # fmt: skip
+    want = ["forward" if (num_iterations - i) % 2 else "backward" for i in range(num_iterations)]
+    assert seen == [(i + 1, d, "both") for i, d in enumerate(want)]
+    assert want[-1] == "forward" and fitted.direction == "both"
+    with pytest.raises(ValueError, match="num_iterations=1 is invalid"):
+        fit_dsbm(model, StandardNormal((2,)), trainer, key=jax.random.key(2), num_iterations=1)
+
+
+def _same(a, b):
+    leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return all(bool(jnp.array_equal(x, y)) for x, y in zip(leaves_a, leaves_b, strict=True))
 
 
 def test_bad_arguments_raise():
