@@ -222,22 +222,31 @@ def eot_benchmark_source(dim: int, seed: int = 0) -> GaussianMixture:
 
 
 class BenchmarkPairs(AbstractDistribution):
-    """Independent batches ``{"x0": x0 ~ P0, "x": x1 ~ P1}`` of a benchmark pair (the trainer's data)."""
+    """Batches ``{"x0": x0 ~ P0, "x": x1 ~ P1}`` of a benchmark pair (the trainer's data).
+
+    Independent by default (what an unpaired method sees); ``coupled=True`` draws ``(x0, x1)`` from the ground-truth
+    plan instead, the oracle coupling: bridge matching on it learns the bridge itself, which separates a network's
+    error from a coupling's.
+    """
 
     bench: EOTBenchmark
+    coupled: bool = eqx.field(static=True, default=False)
 
     @property
     def event_shape(self) -> tuple[int, ...]:
         return (self.bench.dim,)
 
     def sample(self, key, num):
+        if self.coupled:
+            x0, x1 = self.bench.sample_plan(key, num)
+            return {"x0": x0, "x": x1}
         k0, k1 = jax.random.split(key)
         return {"x0": self.bench.source.sample(k0, num), "x": self.bench.sample_target(k1, num)}
 
 
-def eot_benchmark_data(dim: int, eps: float, seed: int = 0) -> BenchmarkPairs:
-    """Independent source/target batches of ``EOTBenchmark.generate(dim, eps, seed)``; for configs."""
-    return BenchmarkPairs(EOTBenchmark.generate(dim, eps, seed))
+def eot_benchmark_data(dim: int, eps: float, seed: int = 0, coupled: bool = False) -> BenchmarkPairs:
+    """Source/target batches of ``EOTBenchmark.generate(dim, eps, seed)`` (independent unless ``coupled``)."""
+    return BenchmarkPairs(EOTBenchmark.generate(dim, eps, seed), coupled)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def _net(dim, seed, width):
     return MLP(dim, width=width, depth=3, key=jax.random.key(seed))
 
 
-def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=50):
+def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=50, ot=True):
+    """SB-CFM; ``ot=False`` is plain bridge matching on the pairs as the data gives them."""
     dim = source.event_shape[0]
     model = BridgeMatching(
         _net(dim, seed, width),
@@ -49,7 +50,7 @@ def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=5
         eps=eps,
         base=source,
         sampler=EulerMaruyama(num_steps=sim_steps),
-        coupling=EntropicOTCoupling(eps),
+        coupling=EntropicOTCoupling(eps) if ot else None,
     )
     opt = make_optimizer("adam", lr=1e-3, schedule="warmup_cosine", warmup_steps=100, total_steps=steps)
     trainer = Trainer(opt, num_steps=steps, batch_size=256, steps_per_call=math.gcd(steps, 500), progress=False)
@@ -58,7 +59,7 @@ def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=5
     return fitted, time.perf_counter() - t0
 
 
-def train_dsbm(source, data, eps, *, steps_per_stage=1000, stages=4, seed=0, width=128, sim_steps=50):
+def train_dsbm(source, data, eps, *, steps_per_stage=1000, stages=4, seed=0, width=128, sim_steps=50, callback=None):
     dim = source.event_shape[0]
     model = DSBM(
         _net(dim, seed, width),
@@ -74,5 +75,7 @@ def train_dsbm(source, data, eps, *, steps_per_stage=1000, stages=4, seed=0, wid
         opt, num_steps=steps_per_stage, batch_size=256, steps_per_call=math.gcd(steps_per_stage, 500), progress=False
     )
     t0 = time.perf_counter()
-    fitted = jax.block_until_ready(fit_dsbm(model, data, trainer, key=jax.random.key(seed + 1), num_iterations=stages))
+    fitted = jax.block_until_ready(
+        fit_dsbm(model, data, trainer, key=jax.random.key(seed + 1), num_iterations=stages, callback=callback)
+    )
     return fitted, time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """cBW-UVP on EOT-benchmark-style pairs: LightSB, SB-CFM and DSBM side by side, with wall time per method.
 
     python scripts/figures/eot_benchmark.py [--out scripts/figures/results/eot_benchmark] [--quick]
-        [--part all|lightsb|networks] [--merge DIR ...]
+        [--part all|lightsb|networks|dsbm_curve] [--eps ...] [--dims ...] [--merge DIR ...]
 
 Pairs follow the construction of Gushchin et al. (NeurIPS 2023) but are generated from seeds
 (:meth:`EOTBenchmark.generate`), because the official parameter files cannot be downloaded here: the numbers are
@@ -63,6 +63,10 @@ def budget(quick: bool) -> dict:
             "dsbm_steps_per_stage": 150,
             "num_inputs": 20,
             "num_samples": 300,
+            "curve_eps": [1.0],
+            "curve_dims": [2],
+            "curve_stages": 4,
+            "curve_steps_per_stage": 100,
         }
     return {
         "dims": [2, 16, 64, 128],
@@ -77,6 +81,11 @@ def budget(quick: bool) -> dict:
         "dsbm_steps_per_stage": 500,
         "num_inputs": 100,
         "num_samples": 1000,
+        # --part dsbm_curve: how far DSBM gets with more IMF stages, against bridge matching on the true plan
+        "curve_eps": [0.1, 1.0, 10.0],
+        "curve_dims": [16],
+        "curve_stages": 20,
+        "curve_steps_per_stage": 500,
     }
 
 
@@ -115,6 +124,60 @@ def run_networks(row, b, methods=("sb_cfm", "dsbm")):
         row["dsbm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": stages * per_stage}
 
 
+def run_dsbm_curve(eps, dim, seed, b):
+    """cBW-UVP of DSBM after every forward IMF stage, and of bridge matching on the ground-truth plan.
+
+    The second isolates the networks: same MLP, sampler and budget as SB-CFM, but the exact coupling, so what DSBM
+    lacks beyond it is IMF's convergence to the coupling. ``train_s`` excludes the evaluations.
+    """
+    bench = EOTBenchmark.generate(dim, eps, seed)
+    var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
+    n_in, n_s, per = b["num_inputs"], b["num_samples"], b["curve_steps_per_stage"]
+    curve, t0, paused = [], time.perf_counter(), [0.0]
+
+    def watch(stage, direction, model):
+        if direction == "forward":
+            t = time.perf_counter()
+            cbw = evaluate(model, bench, var, n_in, n_s)
+            curve.append({"stage": stage, "steps": stage * per, "cbw_uvp": cbw, "train_s": t - t0 - paused[0]})
+            paused[0] += time.perf_counter() - t
+            print(json.dumps({"eps": eps, "dim": dim, **curve[-1]}), flush=True)
+
+    data = eot_benchmark_data(dim, eps, seed)
+    train_dsbm(bench.source, data, eps, steps_per_stage=per, stages=b["curve_stages"], seed=seed, callback=watch)
+    plan = eot_benchmark_data(dim, eps, seed, coupled=True)
+    oracle, secs = train_sbcfm(bench.source, plan, eps, steps=b["sbcfm_steps"], seed=seed, ot=False)
+    true_plan = {"cbw_uvp": evaluate(oracle, bench, var, n_in, n_s), "train_s": secs, "steps": b["sbcfm_steps"]}
+    return {"eps": eps, "dim": dim, "seed": seed, "dsbm": curve, "bridge_matching_true_plan": true_plan}
+
+
+def plot_dsbm_curve(runs, out):
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for run, color in zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False):
+        steps = [c["steps"] for c in run["dsbm"]]
+        ax.plot(steps, [c["cbw_uvp"] for c in run["dsbm"]], "o-", ms=3, color=color,
+                label=f"DSBM, eps = {run['eps']:g}, D = {run['dim']}")  # fmt: skip
+        ax.axhline(run["bridge_matching_true_plan"]["cbw_uvp"], color=color, ls="--", lw=0.8)
+    steps = runs[0]["bridge_matching_true_plan"]["steps"]
+    ax.plot([], [], "k--", lw=0.8, label=f"bridge matching on the true plan ({steps} steps)")
+    ax.set(yscale="log", xlabel="training steps (IMF stages x steps per stage)", ylabel="cBW-UVP (%)")
+    ax.set_title("DSBM against IMF stages (EOT-benchmark-style pairs)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "dsbm_curve.png", dpi=120)
+    plt.close(fig)
+
+
+def dsbm_curve_main(b, out):
+    runs, t_start = [], time.perf_counter()
+    for eps, dim in itertools.product(b["curve_eps"], b["curve_dims"]):
+        runs.append(run_dsbm_curve(eps, dim, 0, b))
+        result = {"label": "EOT-benchmark-style", "budget": b, "runs": runs,
+                  "wall_s": time.perf_counter() - t_start, "load_avg": list(os.getloadavg())}  # fmt: skip
+        (out / "dsbm_curve.json").write_text(json.dumps(result, indent=2))
+        plot_dsbm_curve(runs, out)
+
+
 def plot(rows, epss, dims, out):
     fig, axes = plt.subplots(1, len(epss), figsize=(4 * len(epss), 3.2), squeeze=False)
     for ax, eps in zip(axes[0], epss, strict=True):
@@ -135,9 +198,10 @@ def plot(rows, epss, dims, out):
             ax.plot(ds, [sum(floors[d]) / len(floors[d]) for d in ds], "k:", lw=0.8, label="exact sampler (floor)")
         ax.plot(dims, PAPER[eps][: len(dims)], "k--", lw=0.8, label="LightSB (paper, official pairs)")
         ax.set(xscale="log", yscale="log", xlabel="D", ylabel="cBW-UVP (%)", title=f"eps = {eps}")
-        ax.legend(fontsize=7)
+    # One legend under the panels: inside, it hides the curves that rise to the top right.
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.suptitle("EOT-benchmark-style pairs (seeded; not the official files)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out / "cbw_uvp.png", dpi=120)
     plt.close(fig)
 
@@ -148,9 +212,10 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument(
         "--part",
-        choices=("all", "lightsb", "networks"),
+        choices=("all", "lightsb", "networks", "dsbm_curve"),
         default="all",
-        help="run only LightSB or only the networks (two processes share the cores better; see --merge)",
+        help="run only LightSB or only the networks (two processes share the cores better; see --merge), or "
+        "DSBM over many IMF stages (dsbm_curve.json / .png)",
     )
     p.add_argument("--eps", type=float, nargs="+", help="override the budget's eps list (recorded in the JSON)")
     p.add_argument("--dims", type=int, nargs="+", help="override the budget's dims (recorded in the JSON)")
@@ -167,6 +232,11 @@ def main():
     if args.part == "networks":
         b["net_eps"] = b["net_eps"] if args.eps is None else args.eps
         b["net_dims"] = b["net_dims"] if args.dims is None else args.dims
+    if args.part == "dsbm_curve":
+        b["curve_eps"] = b["curve_eps"] if args.eps is None else args.eps
+        b["curve_dims"] = b["curve_dims"] if args.dims is None else args.dims
+        dsbm_curve_main(b, out)
+        return
     dims, epss = b["dims"], b["eps"]
     rows = []
     t_start = time.perf_counter()

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genflow.bridges import EOTBenchmark, cbw_uvp, drift_error
+from genflow.bridges import EOTBenchmark, cbw_uvp, drift_error, eot_benchmark_data
 from genflow.metrics import bw_uvp
 
 
@@ -72,6 +72,20 @@ def test_drift_error_is_zero_for_the_truth_and_positive_otherwise(x64):
     assert float(drift_error(bench.drift, bench, key, num=500, num_times=5)) == 0.0
     np.testing.assert_allclose(drift_error(bench.to_lightsb().drift, bench, key, num=500, num_times=5), 0.0, atol=1e-12)
     assert float(drift_error(lambda t, x: jnp.zeros_like(x), bench, key, num=500, num_times=5)) > 0.1
+
+
+def test_benchmark_pairs_are_independent_or_drawn_from_the_plan():
+    bench = EOTBenchmark.generate(2, 1.0, 0)
+    key = jax.random.key(3)
+    x0, x1 = bench.sample_plan(key, 64)
+    coupled = eot_benchmark_data(2, 1.0, 0, coupled=True).sample(key, 64)
+    np.testing.assert_array_equal(coupled["x0"], x0)
+    np.testing.assert_array_equal(coupled["x"], x1)
+    # Independent batches: the source half is P0's own sample, not the plan's first marginal draw.
+    free = eot_benchmark_data(2, 1.0, 0).sample(key, 64)
+    k0, k1 = jax.random.split(key)
+    np.testing.assert_array_equal(free["x0"], bench.source.sample(k0, 64))
+    np.testing.assert_array_equal(free["x"], bench.sample_target(k1, 64))
 
 
 def test_bad_arguments_raise():

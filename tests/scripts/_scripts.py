@@ -30,8 +30,8 @@ def load_figure(name: str):
     return load_script(FIGURES / f"{name}.py")
 
 
-def run_quick(name: str, out: Path, timeout: float) -> dict:
-    """Run ``scripts/figures/<name>.py --quick --out out`` in a subprocess; return its numbers.json."""
-    subprocess.run([sys.executable, str(FIGURES / f"{name}.py"), "--quick", "--out", str(out)], check=True,
+def run_quick(name: str, out: Path, timeout: float, *args: str, result: str = "numbers.json") -> dict:
+    """Run ``scripts/figures/<name>.py --quick --out out [args]`` in a subprocess; return its ``result`` JSON."""
+    subprocess.run([sys.executable, str(FIGURES / f"{name}.py"), "--quick", "--out", str(out), *args], check=True,
                    timeout=timeout)  # fmt: skip
-    return json.loads((out / "numbers.json").read_text())
+    return json.loads((out / result).read_text())
