@@ -11,6 +11,7 @@ POT/ott regulariser ``2 eps`` on the cost ``|x - y|^2`` (the same problem as ``e
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -29,6 +30,24 @@ from genflow.solvers import AbstractSDESolver, EulerMaruyama, Solution
 _DIRECTIONS = ("forward", "backward", "both")
 
 
+@functools.cache
+def _batch_epsilon():
+    """ott's ``Epsilon`` scheduler with its initial multiple as a leaf, so that it can depend on the batch's costs
+    (ott keeps it as static data)."""
+    from ott.geometry import epsilon_scheduler
+
+    @jax.tree_util.register_pytree_node_class
+    class BatchEpsilon(epsilon_scheduler.Epsilon):
+        def tree_flatten(self):
+            return (self.target, self.init), {"decay": self.decay}
+
+        @classmethod
+        def tree_unflatten(cls, aux_data, children):
+            return cls(*children, **aux_data)
+
+    return BatchEpsilon
+
+
 class EntropicOTCoupling(eqx.Module):
     r"""Minibatch entropic OT pairs for the bridge with reference ``sqrt(eps) W``.
 
@@ -37,15 +56,17 @@ class EntropicOTCoupling(eqx.Module):
 
     Small ``eps`` against large costs (``2 eps = 0.2`` with ``|x - y|^2`` of order 100 in 16 dimensions) makes plain
     Sinkhorn crawl: it stops at ``max_iterations`` far from the plan. So the regulariser is annealed,
-    ``reg_k = 2 eps max(epsilon_init decay^k, 1)`` (epsilon scaling, Schmitzer 2019), and once it has reached
-    ``2 eps`` the updates are over-relaxed with the adaptive momentum of Lehmann et al. (2021). Both change the
-    path, not the fixed point: the plan is the same entropic plan (tested against POT).
+    ``reg_k = 2 eps max(m decay^k, 1)`` with ``2 eps m`` the batch's mean cost (``1 <= m <= epsilon_init``; epsilon
+    scaling, Schmitzer 2019), and after the annealing the updates are over-relaxed with the adaptive momentum of
+    Lehmann et al. (2021). Both change the path, not the fixed point: the plan is the same entropic plan (tested
+    against POT and against its Gibbs-form characterisation).
 
     Args:
         eps: The bridge's noise level (the Sinkhorn regulariser is ``2 eps``).
         threshold: Stop when the marginal error (L1) falls below it.
         max_iterations: Cap on Sinkhorn updates.
-        epsilon_init: First regulariser as a multiple of ``2 eps`` (1 turns the annealing off).
+        epsilon_init: Cap on the first regulariser as a multiple of ``2 eps`` (1 turns the annealing off); below
+            it the first regulariser is the batch's mean cost, so easy batches anneal for a few updates only.
         epsilon_decay: Geometric decay of that multiple per update, in (0, 1).
         momentum: Whether to over-relax after the annealing.
 
@@ -86,12 +107,13 @@ class EntropicOTCoupling(eqx.Module):
 
     def plan(self, x0: Float[Array, "n d"], x1: Float[Array, "n d"]) -> Float[Array, "n n"]:
         """The entropic plan between the uniform empirical measures (entries sum to 1)."""
-        from ott.geometry import epsilon_scheduler, geometry
+        from ott.geometry import geometry
         from ott.problems.linear import linear_problem
 
-        cost = jnp.sum((x0[:, None, :] - x1[None, :, :]) ** 2, axis=-1)
-        reg = epsilon_scheduler.Epsilon(2.0 * self.eps, init=self.epsilon_init, decay=self.epsilon_decay)
-        geom = geometry.Geometry(cost_matrix=jax.lax.stop_gradient(cost), epsilon=reg)
+        cost = jax.lax.stop_gradient(jnp.sum((x0[:, None, :] - x1[None, :, :]) ** 2, axis=-1))
+        start = jnp.clip(jnp.mean(cost) / (2.0 * self.eps), 1.0, self.epsilon_init)
+        reg = _batch_epsilon()(2.0 * self.eps, start, decay=self.epsilon_decay)
+        geom = geometry.Geometry(cost_matrix=cost, epsilon=reg)
         return self._solver()(linear_problem.LinearProblem(geom)).matrix
 
     def __call__(self, key: PRNGKeyArray, x0: Array, x1: Array) -> tuple[Array, Array]:
@@ -223,8 +245,10 @@ class DSBM(_AbstractSimulatedBridge):
       variant; it needs no outer loop, so a Hydra run is one ``Trainer.fit``).
 
     ``first_stage=True`` uses the independent coupling ``p0 x p1`` instead of simulating (the first IMF step, whose
-    Markovian projection starts the iteration). :func:`fit_dsbm` runs the alternating outer loop with the shared
-    ``Trainer``.
+    Markovian projection starts the iteration), or ``coupling(key, x0, x1)`` on the independent pairs when one is
+    given: IMF may start from any coupling of the two marginals, and one nearer the Schrödinger plan (minibatch
+    entropic OT, :class:`EntropicOTCoupling`) leaves fewer stages to go. :func:`fit_dsbm` runs the alternating
+    outer loop with the shared ``Trainer``.
 
     References:
         Shi, De Bortoli, Campbell, Doucet. "Diffusion Schrödinger Bridge Matching". NeurIPS 2023.
@@ -242,7 +266,8 @@ class DSBM(_AbstractSimulatedBridge):
     first_stage: bool = eqx.field(static=True)
     num_sim_steps: int = eqx.field(static=True)
     t_max: float = eqx.field(static=True)
-    frozen_fields: ClassVar[tuple[str, ...]] = ("base",)
+    coupling: Callable | None = None
+    frozen_fields: ClassVar[tuple[str, ...]] = ("base", "coupling")
 
     def __init__(
         self,
@@ -256,6 +281,7 @@ class DSBM(_AbstractSimulatedBridge):
         first_stage=False,
         num_sim_steps=30,
         t_max=0.999,
+        coupling=None,
     ):
         self.forward = net
         self.backward = net if backward_net is None else backward_net
@@ -274,6 +300,7 @@ class DSBM(_AbstractSimulatedBridge):
         if not 0.0 < t_max < 1.0:
             raise ValueError(f"DSBM: t_max={t_max!r} is invalid: must lie in (0, 1)")
         self.t_max = float(t_max)
+        self.coupling = coupling
 
     def with_stage(self, direction: str, first_stage: bool = False) -> DSBM:
         """The same networks set up for another IMF stage."""
@@ -288,6 +315,7 @@ class DSBM(_AbstractSimulatedBridge):
             first_stage,
             self.num_sim_steps,
             self.t_max,
+            self.coupling,
         )
 
     def _simulate_forward(self, key, x0):
@@ -317,8 +345,10 @@ class DSBM(_AbstractSimulatedBridge):
 
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
         x1, _ = split_batch(batch)
-        k0, k_sf, k_sb, k_f, k_b = jax.random.split(key, 5)
+        k0, k_sf, k_sb, k_f, k_b, k_c = jax.random.split(key, 6)
         x0 = batch["x0"] if isinstance(batch, dict) and "x0" in batch else self.base.sample(k0, x1.shape[0])
+        if self.first_stage and self.coupling is not None:
+            x0, x1 = self.coupling(k_c, x0, x1)
         total = 0.0
         if self.direction in ("forward", "both"):
             x0_pair = x0 if self.first_stage else self._simulate_backward(k_sb, x1)

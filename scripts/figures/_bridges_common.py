@@ -59,7 +59,10 @@ def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=5
     return fitted, time.perf_counter() - t0
 
 
-def train_dsbm(source, data, eps, *, steps_per_stage=1000, stages=4, seed=0, width=128, sim_steps=50, callback=None):
+def train_dsbm(
+    source, data, eps, *, steps_per_stage=1000, stages=4, seed=0, width=128, sim_steps=50, callback=None, ot_init=False
+):
+    """DSBM by alternating IMF; ``ot_init`` starts it from minibatch entropic OT pairs instead of independent ones."""
     dim = source.event_shape[0]
     model = DSBM(
         _net(dim, seed, width),
@@ -69,6 +72,7 @@ def train_dsbm(source, data, eps, *, steps_per_stage=1000, stages=4, seed=0, wid
         sampler=EulerMaruyama(num_steps=sim_steps),
         backward_net=_net(dim, seed + 7, width),
         num_sim_steps=20,
+        coupling=EntropicOTCoupling(eps) if ot_init else None,
     )
     opt = make_optimizer("adam", lr=1e-3, schedule="constant")
     trainer = Trainer(

@@ -125,44 +125,53 @@ def run_networks(row, b, methods=("sb_cfm", "dsbm")):
 
 
 def run_dsbm_curve(eps, dim, seed, b):
-    """cBW-UVP of DSBM after every forward IMF stage, and of bridge matching on the ground-truth plan.
+    """cBW-UVP of DSBM after every forward IMF stage, from independent and from minibatch-OT first pairs, and of
+    bridge matching on the ground-truth plan.
 
-    The second isolates the networks: same MLP, sampler and budget as SB-CFM, but the exact coupling, so what DSBM
+    The last isolates the networks: same MLP, sampler and budget as SB-CFM, but the exact coupling, so what DSBM
     lacks beyond it is IMF's convergence to the coupling. ``train_s`` excludes the evaluations.
     """
     bench = EOTBenchmark.generate(dim, eps, seed)
     var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
     n_in, n_s, per = b["num_inputs"], b["num_samples"], b["curve_steps_per_stage"]
-    curve, t0, paused = [], time.perf_counter(), [0.0]
-
-    def watch(stage, direction, model):
-        if direction == "forward":
-            t = time.perf_counter()
-            cbw = evaluate(model, bench, var, n_in, n_s)
-            curve.append({"stage": stage, "steps": stage * per, "cbw_uvp": cbw, "train_s": t - t0 - paused[0]})
-            paused[0] += time.perf_counter() - t
-            print(json.dumps({"eps": eps, "dim": dim, **curve[-1]}), flush=True)
-
     data = eot_benchmark_data(dim, eps, seed)
-    train_dsbm(bench.source, data, eps, steps_per_stage=per, stages=b["curve_stages"], seed=seed, callback=watch)
+    run = {"eps": eps, "dim": dim, "seed": seed}
+    for name, ot_init in (("dsbm", False), ("dsbm_ot_init", True)):
+        curve, t0, paused = [], time.perf_counter(), [0.0]
+
+        def watch(stage, direction, model, curve=curve, t0=t0, paused=paused, name=name):
+            if direction == "forward":
+                t = time.perf_counter()
+                cbw = evaluate(model, bench, var, n_in, n_s)
+                curve.append({"stage": stage, "steps": stage * per, "cbw_uvp": cbw, "train_s": t - t0 - paused[0]})
+                paused[0] += time.perf_counter() - t
+                print(json.dumps({"eps": eps, "dim": dim, "method": name, **curve[-1]}), flush=True)
+
+        train_dsbm(bench.source, data, eps, steps_per_stage=per, stages=b["curve_stages"], seed=seed, callback=watch,
+                   ot_init=ot_init)  # fmt: skip
+        run[name] = curve
     plan = eot_benchmark_data(dim, eps, seed, coupled=True)
     oracle, secs = train_sbcfm(bench.source, plan, eps, steps=b["sbcfm_steps"], seed=seed, ot=False)
-    true_plan = {"cbw_uvp": evaluate(oracle, bench, var, n_in, n_s), "train_s": secs, "steps": b["sbcfm_steps"]}
-    return {"eps": eps, "dim": dim, "seed": seed, "dsbm": curve, "bridge_matching_true_plan": true_plan}
+    run["bridge_matching_true_plan"] = {"cbw_uvp": evaluate(oracle, bench, var, n_in, n_s), "train_s": secs,
+                                        "steps": b["sbcfm_steps"]}  # fmt: skip
+    return run
 
 
 def plot_dsbm_curve(runs, out):
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for run, color in zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False):
-        steps = [c["steps"] for c in run["dsbm"]]
-        ax.plot(steps, [c["cbw_uvp"] for c in run["dsbm"]], "o-", ms=3, color=color,
-                label=f"DSBM, eps = {run['eps']:g}, D = {run['dim']}")  # fmt: skip
+        for name, style in (("dsbm", "o-"), ("dsbm_ot_init", "s:")):
+            if name in run:
+                pts = run[name]
+                init = "OT" if name == "dsbm_ot_init" else "independent"
+                ax.plot([c["steps"] for c in pts], [c["cbw_uvp"] for c in pts], style, ms=3, color=color,
+                        label=f"eps = {run['eps']:g}, D = {run['dim']}, {init} first pairs")  # fmt: skip
         ax.axhline(run["bridge_matching_true_plan"]["cbw_uvp"], color=color, ls="--", lw=0.8)
     steps = runs[0]["bridge_matching_true_plan"]["steps"]
     ax.plot([], [], "k--", lw=0.8, label=f"bridge matching on the true plan ({steps} steps)")
     ax.set(yscale="log", xlabel="training steps (IMF stages x steps per stage)", ylabel="cBW-UVP (%)")
     ax.set_title("DSBM against IMF stages (EOT-benchmark-style pairs)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(out / "dsbm_curve.png", dpi=120)
     plt.close(fig)

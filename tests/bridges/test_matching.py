@@ -89,6 +89,23 @@ def test_dsbm_losses_are_finite_and_train_only_their_network(direction):
     assert (fwd > 0) == (direction != "backward") and (bwd > 0) == (direction != "forward")
 
 
+def test_dsbm_first_stage_trains_on_the_given_coupling_and_later_stages_ignore_it():
+    net = MLP(2, width=16, depth=1, key=jax.random.key(0))
+    pinned = (jnp.zeros((16, 2)), jnp.ones((16, 2)))  # a "coupling" that ignores its input pairs
+
+    def losses(first_stage, coupling):
+        model = DSBM(net, (2,), eps=0.2, direction="forward", first_stage=first_stage, num_sim_steps=4,
+                     coupling=coupling)  # fmt: skip
+        return [float(model.loss(jax.random.key(2), jax.random.normal(jax.random.key(s), (16, 2)))) for s in (3, 4)]
+
+    a, b = losses(True, lambda key, x0, x1: pinned)
+    assert a == b  # both batches were replaced by the pinned pairs
+    a, b = losses(True, None)
+    assert a != b
+    a, b = losses(False, lambda key, x0, x1: pinned)
+    assert a != b  # simulated stages make their own pairs
+
+
 @pytest.mark.parametrize("num_iterations", [2, 3])
 def test_fit_dsbm_alternates_from_the_independent_coupling_and_ends_forward(num_iterations):
     from genflow.distributions import StandardNormal

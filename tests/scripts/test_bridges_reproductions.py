@@ -37,14 +37,15 @@ def test_eot_benchmark_quick_runs_every_method(tmp_path):
     assert result["rows"][0]["lightsb"]["cbw_uvp"] < 10.0
 
 
-@pytest.mark.slow  # four short DSBM stages and one bridge matching run at D = 2
+@pytest.mark.slow  # two DSBM runs of four short stages and one bridge matching run at D = 2
 def test_eot_benchmark_dsbm_curve_quick(tmp_path):
     result = run_quick("eot_benchmark", tmp_path, QUICK_TIMEOUT_S, "--part", "dsbm_curve", result="dsbm_curve.json")
     assert (tmp_path / "dsbm_curve.png").exists() and not (tmp_path / "numbers.json").exists()
     (run,) = result["runs"]
     assert (run["eps"], run["dim"]) == (1.0, 2)
-    assert [c["stage"] for c in run["dsbm"]] == [2, 4] and [c["steps"] for c in run["dsbm"]] == [200, 400]
-    assert all(math.isfinite(c["cbw_uvp"]) and c["train_s"] > 0 for c in run["dsbm"])
+    for name in ("dsbm", "dsbm_ot_init"):
+        assert [c["stage"] for c in run[name]] == [2, 4] and [c["steps"] for c in run[name]] == [200, 400]
+        assert all(math.isfinite(c["cbw_uvp"]) and c["train_s"] > 0 for c in run[name])
     # On the true plan, bridge matching at D = 2 is near the metric's floor (the independent plan is far above).
     assert run["bridge_matching_true_plan"]["cbw_uvp"] < 10.0
 
