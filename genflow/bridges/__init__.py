@@ -7,6 +7,7 @@ The static bridge is entropic OT with cost ``|x - y|^2 / 2`` and regulariser ``e
 """
 
 from genflow.bridges._benchmark import (
+    BenchmarkPairs,
     BenchmarkTarget,
     EOTBenchmark,
     cbw_uvp,
@@ -22,6 +23,7 @@ from genflow.bridges._samplers import AbstractBridgeSampler, ExactConditional, E
 
 __all__ = [
     "AbstractBridgeSampler",
+    "BenchmarkPairs",
     "BenchmarkTarget",
     "BridgeMatching",
     "DSBM",

@@ -97,7 +97,8 @@ class EntropicOTCoupling(eqx.Module):
         from ott.solvers.linear import acceleration, sinkhorn
 
         inner = 10  # ott's default: the error is checked every 10 updates
-        # Momentum measures the convergence rate from the errors at its start, so it starts after the annealing.
+        # Momentum measures the convergence rate from the errors at its start, so it starts after the longest
+        # annealing (from the cap; ott's start is static, the batch's own ramp is at most this long).
         ramp = math.log(self.epsilon_init) / -math.log(self.epsilon_decay)
         start = inner * (math.ceil(ramp / inner) + 5)
         mom = acceleration.Momentum(start=start) if self.momentum else None
@@ -375,8 +376,8 @@ def fit_dsbm(
 
     Stage 1 fits its network (``backward`` for an even count) on the independent coupling; every later stage fits
     one network on pairs simulated by the other; the last stage is a forward one, so the returned model's
-    ``forward`` network is the newest. Each
-    stage is a full ``trainer.fit`` (``trainer.num_steps`` steps) from the previous stage's EMA networks.
+    ``forward`` network is the newest. Each stage is a full ``trainer.fit`` (``trainer.num_steps`` steps) from the
+    previous stage's EMA networks.
     ``callback(stage, direction, model)`` runs after every stage (``stage`` counts from 1, ``model`` is set up for
     sampling): IMF can drift as well as converge, so its progress is worth watching.
     """

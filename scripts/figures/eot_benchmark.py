@@ -10,7 +10,7 @@ LightSB: K=50, diagonal S, S init 1, Adam with the paper's lr per eps, batch 128
 (minibatch entropic OT, batch 256, Adam 1e-3 warmup-cosine) and DSBM (alternating IMF stages with the shared
 Trainer, 20-step simulations) use MLP endpoint networks (width 128, depth 3) and Euler–Maruyama with 50 steps for
 sampling; their budgets, settings and seeds are cut for two CPU cores (SB-CFM solves an annealed log-domain
-Sinkhorn on each batch of 256: 15-130 ms per step here). Every budget (steps, seeds, test inputs x conditional
+Sinkhorn on each batch of 256: 10-220 ms per step here). Every budget (steps, seeds, test inputs x conditional
 samples for cBW-UVP) is written into numbers.json under ``budget`` (see :func:`budget`); ``train_s`` is the wall
 time of training including compilation; ``floor_exact_sampler`` is the cBW-UVP of the ground-truth conditional
 sampler at the same test budget (the metric's estimation floor). Writes cbw_uvp.png and numbers.json, both
@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bridges_common import train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
 
-from genflow.bridges import EOTBenchmark, cbw_uvp, eot_benchmark_data  # noqa: E402
+from genflow.bridges import BenchmarkPairs, EOTBenchmark, cbw_uvp  # noqa: E402
 
 PAPER = {0.1: [0.03, 0.08, 0.28, 0.60], 1.0: [0.05, 0.09, 0.24, 0.62], 10.0: [0.07, 0.11, 0.21, 0.37]}
 LR = {0.1: 1e-3, 1.0: 3e-3, 10.0: 6e-2}
@@ -89,21 +89,23 @@ def budget(quick: bool) -> dict:
     }
 
 
-def exact_floor(eps, dim, seed, b):
-    """cBW-UVP of the ground-truth conditional sampler: the estimation floor of the metric at this budget."""
+def setting(eps, dim, seed):
+    """The benchmark pair, its independent training batches and ``tr Var(P1)`` (cBW-UVP's normaliser)."""
     bench = EOTBenchmark.generate(dim, eps, seed)
-    var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
+    return bench, BenchmarkPairs(bench), float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
+
+
+def exact_floor(bench, var, b):
+    """cBW-UVP of the ground-truth conditional sampler: the estimation floor of the metric at this budget."""
     return evaluate(bench, bench, var, b["num_inputs"], b["num_samples"])
 
 
 def run_lightsb(eps, dim, seed, b):
-    bench = EOTBenchmark.generate(dim, eps, seed)
-    data = eot_benchmark_data(dim, eps, seed)
-    var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
+    bench, data, var = setting(eps, dim, seed)
     steps = b["lightsb_steps"][dim]
     lsb, secs = train_lightsb(bench.source, bench.target, data, eps, lr=LR[eps], steps=steps, seed=seed)
     cbw = evaluate(lsb, bench, var, b["num_inputs"], b["num_samples"])
-    row = {"eps": eps, "dim": dim, "seed": seed, "floor_exact_sampler": exact_floor(eps, dim, seed, b)}
+    row = {"eps": eps, "dim": dim, "seed": seed, "floor_exact_sampler": exact_floor(bench, var, b)}
     row["lightsb"] = {"cbw_uvp": cbw, "train_s": secs, "steps": steps}
     return row
 
@@ -111,9 +113,7 @@ def run_lightsb(eps, dim, seed, b):
 def run_networks(row, b, methods=("sb_cfm", "dsbm")):
     """SB-CFM and/or DSBM on the pair of ``row`` (added to it in place)."""
     eps, dim, seed = row["eps"], row["dim"], row["seed"]
-    bench = EOTBenchmark.generate(dim, eps, seed)
-    data = eot_benchmark_data(dim, eps, seed)
-    var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
+    bench, data, var = setting(eps, dim, seed)
     n_in, n_s = b["num_inputs"], b["num_samples"]
     if "sb_cfm" in methods:
         m, secs = train_sbcfm(bench.source, data, eps, steps=b["sbcfm_steps"], seed=seed)
@@ -124,36 +124,40 @@ def run_networks(row, b, methods=("sb_cfm", "dsbm")):
         row["dsbm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": stages * per_stage}
 
 
+def dsbm_stage_curve(bench, data, var, b, seed, ot_init):
+    """cBW-UVP after every forward IMF stage; ``train_s`` excludes the evaluations."""
+    eps, per = bench.eps, b["curve_steps_per_stage"]
+    curve, t0, paused = [], time.perf_counter(), 0.0
+
+    def watch(stage, direction, model):
+        nonlocal paused
+        if direction == "forward":
+            t = time.perf_counter()
+            cbw = evaluate(model, bench, var, b["num_inputs"], b["num_samples"])
+            curve.append({"stage": stage, "steps": stage * per, "cbw_uvp": cbw, "train_s": t - t0 - paused})
+            paused += time.perf_counter() - t
+            print(json.dumps({"eps": eps, "dim": bench.dim, "ot_init": ot_init, **curve[-1]}), flush=True)
+
+    train_dsbm(bench.source, data, eps, steps_per_stage=per, stages=b["curve_stages"], seed=seed, callback=watch,
+               ot_init=ot_init)  # fmt: skip
+    return curve
+
+
 def run_dsbm_curve(eps, dim, seed, b):
-    """cBW-UVP of DSBM after every forward IMF stage, from independent and from minibatch-OT first pairs, and of
-    bridge matching on the ground-truth plan.
+    """DSBM against IMF stages, from independent and from minibatch-OT first pairs, and bridge matching on the
+    ground-truth plan.
 
     The last isolates the networks: same MLP, sampler and budget as SB-CFM, but the exact coupling, so what DSBM
-    lacks beyond it is IMF's convergence to the coupling. ``train_s`` excludes the evaluations.
+    lacks beyond it is IMF's convergence to the coupling.
     """
-    bench = EOTBenchmark.generate(dim, eps, seed)
-    var = float(jnp.trace(bench.target_moments(jax.random.key(7))[1]))
-    n_in, n_s, per = b["num_inputs"], b["num_samples"], b["curve_steps_per_stage"]
-    data = eot_benchmark_data(dim, eps, seed)
+    bench, data, var = setting(eps, dim, seed)
     run = {"eps": eps, "dim": dim, "seed": seed}
-    for name, ot_init in (("dsbm", False), ("dsbm_ot_init", True)):
-        curve, t0, paused = [], time.perf_counter(), [0.0]
-
-        def watch(stage, direction, model, curve=curve, t0=t0, paused=paused, name=name):
-            if direction == "forward":
-                t = time.perf_counter()
-                cbw = evaluate(model, bench, var, n_in, n_s)
-                curve.append({"stage": stage, "steps": stage * per, "cbw_uvp": cbw, "train_s": t - t0 - paused[0]})
-                paused[0] += time.perf_counter() - t
-                print(json.dumps({"eps": eps, "dim": dim, "method": name, **curve[-1]}), flush=True)
-
-        train_dsbm(bench.source, data, eps, steps_per_stage=per, stages=b["curve_stages"], seed=seed, callback=watch,
-                   ot_init=ot_init)  # fmt: skip
-        run[name] = curve
-    plan = eot_benchmark_data(dim, eps, seed, coupled=True)
+    run["dsbm"] = dsbm_stage_curve(bench, data, var, b, seed, ot_init=False)
+    run["dsbm_ot_init"] = dsbm_stage_curve(bench, data, var, b, seed, ot_init=True)
+    plan = BenchmarkPairs(bench, coupled=True)
     oracle, secs = train_sbcfm(bench.source, plan, eps, steps=b["sbcfm_steps"], seed=seed, ot=False)
-    run["bridge_matching_true_plan"] = {"cbw_uvp": evaluate(oracle, bench, var, n_in, n_s), "train_s": secs,
-                                        "steps": b["sbcfm_steps"]}  # fmt: skip
+    cbw = evaluate(oracle, bench, var, b["num_inputs"], b["num_samples"])
+    run["bridge_matching_true_plan"] = {"cbw_uvp": cbw, "train_s": secs, "steps": b["sbcfm_steps"]}
     return run
 
 
@@ -270,7 +274,9 @@ def main():
                 by_key.setdefault((r["eps"], r["dim"], r["seed"]), {}).update(r)
         rows[:] = [by_key[k] for k in sorted(by_key)]
         for r in rows:  # a part run without the floor (networks only) gets it here
-            r.setdefault("floor_exact_sampler", exact_floor(r["eps"], r["dim"], r["seed"], b))
+            if "floor_exact_sampler" not in r:
+                bench, _, var = setting(r["eps"], r["dim"], r["seed"])
+                r["floor_exact_sampler"] = exact_floor(bench, var, b)
         save()
         return
     # LightSB on every setting first (the table), then the networks on theirs: a cut run keeps the table.
