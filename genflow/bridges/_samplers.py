@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
+from genflow._checks import check_positive_int
 from genflow.solvers import AbstractSDESolver, Solution
-from genflow.solvers._ode import check_num_steps
 
 
 class AbstractBridgeSampler(eqx.Module):
@@ -62,7 +62,7 @@ class ExactPaths(AbstractBridgeSampler):
     num_steps: int = eqx.field(static=True, default=100)
 
     def __check_init__(self):
-        check_num_steps(self.num_steps)
+        check_positive_int("num_steps", self.num_steps)
 
     def solve(self, bridge, key, x0, *, save_trajectory=False):
         ts = jnp.linspace(0.0, 1.0, self.num_steps + 1, dtype=x0.dtype)

@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from genflow.diffusion._samplers import denoise, probability_flow_drift
 from genflow.diffusion._schedules import AbstractSchedule, DiscreteSchedule
-from genflow.solvers import AbstractODESolver, DiffraxODE, ode_log_prob
+from genflow.solvers import AbstractDivergence, AbstractODESolver, DiffraxODE, Exact, ode_log_prob
 
 
 class LikelihoodTerms(eqx.Module):
@@ -70,7 +71,7 @@ def pf_ode_log_prob(
     solver: AbstractODESolver | None = None,
     prior_log_prob: Callable[[Array], Array] | None = None,
     t_data: float | None = None,
-    divergence: str = "exact",
+    divergence: AbstractDivergence = Exact(),
     key: PRNGKeyArray | None = None,
 ) -> LikelihoodTerms:
     """``log p_{t_data}(x)`` by the probability-flow ODE, with the prior term reported separately.
@@ -82,11 +83,11 @@ def pf_ode_log_prob(
         solver: ODE solver (adaptive Tsit5 with rtol = atol = 1e-5 by default).
         prior_log_prob: per-example log-density at ``t_max``; ``N(0, prior_std^2 I)`` by default.
         t_data: where ``x`` lives (``schedule.t_min`` by default: the score is singular at sigma = 0).
-        divergence: ``"exact"`` (full Jacobian trace) or ``"hutchinson"`` (one Rademacher probe per example, held
-            fixed for the whole solve; needs ``key``).
+        divergence: ``Exact()`` (full Jacobian trace) or ``Hutchinson(num_probes)`` (Rademacher probes per example,
+            held fixed for the whole solve; needs ``key``).
         key: probe key for Hutchinson.
     """
-    solver = DiffraxODE("tsit5", rtol=1e-5, atol=1e-5) if solver is None else solver
+    solver = DiffraxODE(diffrax.Tsit5(), rtol=1e-5, atol=1e-5) if solver is None else solver
     prior_log_prob = gaussian_prior_log_prob(schedule.prior_std()) if prior_log_prob is None else prior_log_prob
     t_data = schedule.t_min if t_data is None else t_data
     f = probability_flow_drift(schedule, score)

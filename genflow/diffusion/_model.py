@@ -20,12 +20,14 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._checks import as_shape
 from genflow.diffusion._likelihood import (
     LikelihoodTerms,
     VLBTerms,
@@ -50,11 +52,7 @@ from genflow.diffusion._samplers import (
 )
 from genflow.diffusion._schedules import AbstractSchedule, VPSchedule
 from genflow.metrics import nll_bits_per_dim
-from genflow.solvers import AbstractODESolver, DiffraxODE, Solution
-
-
-def _as_shape(shape) -> tuple[int, ...]:
-    return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
+from genflow.solvers import AbstractDivergence, AbstractODESolver, DiffraxODE, Exact, Solution
 
 
 class DiffusionModel(AbstractSolvableDensityModel):
@@ -103,7 +101,7 @@ class DiffusionModel(AbstractSolvableDensityModel):
         null_label: int | None = None,
     ):
         self.net = net
-        self.data_shape = _as_shape(data_shape)
+        self.data_shape = as_shape(data_shape)
         self.schedule = VPSchedule() if schedule is None else schedule
         if not isinstance(self.schedule, AbstractSchedule):
             raise ValueError(f"schedule={schedule!r} is invalid: must be a schedule module (e.g. VPSchedule())")
@@ -111,7 +109,7 @@ class DiffusionModel(AbstractSolvableDensityModel):
         self.weighting = make_weighting(weighting)
         self.time_sampler = make_time_sampler(time_sampler)
         self.sampler = ProbabilityFlow() if sampler is None else make_sampler(sampler)
-        self.likelihood_solver = DiffraxODE("tsit5") if likelihood_solver is None else likelihood_solver
+        self.likelihood_solver = DiffraxODE(diffrax.Tsit5()) if likelihood_solver is None else likelihood_solver
         if not isinstance(self.likelihood_solver, AbstractODESolver):
             raise ValueError(f"likelihood_solver={likelihood_solver!r} is invalid: must be an ODE solver")
         if not 0.0 <= cond_drop_prob < 1.0:
@@ -200,12 +198,12 @@ class DiffusionModel(AbstractSolvableDensityModel):
         key: PRNGKeyArray | None = None,
         cond: Any = None,
         solver: AbstractODESolver | None = None,
-        divergence: str = "exact",
+        divergence: AbstractDivergence = Exact(),
         t_data: float | None = None,
     ) -> LikelihoodTerms:
         """Probability-flow log-likelihood with the prior term separate (see :func:`pf_ode_log_prob`).
 
-        ``x`` is taken at ``t_data`` (``schedule.t_min`` by default). ``divergence="hutchinson"`` needs ``key``.
+        ``x`` is taken at ``t_data`` (``schedule.t_min`` by default). ``divergence=Hutchinson()`` needs ``key``.
         """
         solver = self.likelihood_solver if solver is None else solver
         opts = dict(solver=solver, t_data=t_data, divergence=divergence)
@@ -227,9 +225,9 @@ class DiffusionModel(AbstractSolvableDensityModel):
         key: PRNGKeyArray | None = None,
         cond: Any = None,
         solver: AbstractODESolver | None = None,
-        divergence: str = "exact",
+        divergence: AbstractDivergence = Exact(),
     ) -> Float[Array, " num"]:
-        """``log p(x)`` by the probability-flow ODE (an unbiased estimate with ``divergence="hutchinson"``)."""
+        """``log p(x)`` by the probability-flow ODE (an unbiased estimate with ``divergence=Hutchinson()``)."""
         return self.log_prob_terms(x, key=key, cond=cond, solver=solver, divergence=divergence).log_prob
 
     def bits_per_dim(
@@ -240,7 +238,7 @@ class DiffusionModel(AbstractSolvableDensityModel):
         bin_width: float,
         cond: Any = None,
         solver: AbstractODESolver | None = None,
-        divergence: str = "exact",
+        divergence: AbstractDivergence = Exact(),
     ) -> Float[Array, " num"]:
         """Negative log-likelihood of quantized data in bits/dim, with uniform dequantization.
 

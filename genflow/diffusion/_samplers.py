@@ -39,11 +39,13 @@ import abc
 from collections.abc import Callable
 from typing import Any
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from genflow._checks import check_positive_int
 from genflow.diffusion._schedules import AbstractSchedule, snap_times
 from genflow.solvers import (
     RK4,
@@ -62,11 +64,6 @@ from genflow.solvers import (
 
 Score = Callable[[Any, Array], Array]
 GRIDS = ("uniform", "edm", "log_snr")
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}={value!r} is invalid: must be a positive integer")
 
 
 def _check_grid(grid: str, rho: float) -> None:
@@ -231,7 +228,7 @@ class Ancestral(AbstractDiffusionSampler):
     rho: float = eqx.field(static=True, default=7.0)
 
     def __check_init__(self):
-        _check_positive_int("num_steps", self.num_steps)
+        check_positive_int("num_steps", self.num_steps)
         _check_grid(self.grid, self.rho)
         if self.variance not in ("posterior", "beta"):
             raise ValueError(f"variance={self.variance!r} is invalid; allowed: posterior, beta")
@@ -279,7 +276,7 @@ class DDIM(AbstractDiffusionSampler):
     rho: float = eqx.field(static=True, default=7.0)
 
     def __check_init__(self):
-        _check_positive_int("num_steps", self.num_steps)
+        check_positive_int("num_steps", self.num_steps)
         _check_grid(self.grid, self.rho)
         if not self.eta >= 0:
             raise ValueError(f"eta={self.eta!r} is invalid: must be >= 0")
@@ -360,7 +357,7 @@ class ReverseSDE(AbstractDiffusionSampler):
         rho: float = 7.0,
         denoise_final: bool = True,
     ):
-        _check_positive_int("num_steps", num_steps)
+        check_positive_int("num_steps", num_steps)
         _check_grid(grid, rho)
         self.solver = _make_sde_solver(solver, num_steps)
         self.grid, self.rho, self.denoise_final = grid, float(rho), bool(denoise_final)
@@ -415,7 +412,7 @@ class PredictorCorrector(AbstractDiffusionSampler):
     denoise_final: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
-        _check_positive_int("num_steps", self.num_steps)
+        check_positive_int("num_steps", self.num_steps)
         _check_grid(self.grid, self.rho)
         if self.predictor not in _PREDICTORS:
             raise ValueError(f"predictor={self.predictor!r} is invalid; allowed: {', '.join(_PREDICTORS)}")
@@ -476,7 +473,7 @@ class PredictorCorrector(AbstractDiffusionSampler):
 
 
 _ODE_SOLVERS = {"euler": Euler, "heun": Heun, "midpoint": Midpoint, "rk4": RK4}
-_ADAPTIVE = ("tsit5", "dopri5", "dopri8", "bosh3")
+_ADAPTIVE = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3}
 VARIABLES = ("t", "sigma")
 
 
@@ -486,7 +483,7 @@ def _make_ode_solver(solver: str | AbstractODESolver, num_steps: int, rtol: floa
     if solver in _ODE_SOLVERS:
         return _ODE_SOLVERS[solver](num_steps=num_steps)
     if solver in _ADAPTIVE:
-        return DiffraxODE(solver, rtol=rtol, atol=atol)
+        return DiffraxODE(_ADAPTIVE[solver](), rtol=rtol, atol=atol)
     allowed = ", ".join((*_ODE_SOLVERS, *_ADAPTIVE))
     raise ValueError(f"solver={solver!r} is invalid; allowed: {allowed}, or an ODE solver module")
 
@@ -544,7 +541,7 @@ class ProbabilityFlow(AbstractDiffusionSampler):
         atol: float = 1e-5,
         denoise_final: bool = True,
     ):
-        _check_positive_int("num_steps", num_steps)
+        check_positive_int("num_steps", num_steps)
         _check_grid(grid, rho)
         if variable not in VARIABLES:
             raise ValueError(f"variable={variable!r} is invalid; allowed: {', '.join(VARIABLES)}")

@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from genflow._checks import check_positive
 from genflow.flows._bijections import AbstractBijection, as_cond_shape
 from genflow.flows._transformers import AbstractTransformer, circular_features
 from genflow.nn import get_activation
-from genflow.nn._checks import check_positive
 
 
 class _MaskedLinear(eqx.Module):

@@ -25,10 +25,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Scalar
 
-
-def as_shape(shape: Any) -> tuple[int, ...]:
-    """A shape tuple from an int or a sequence (as Hydra passes it)."""
-    return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
+from genflow._checks import as_shape
 
 
 def as_cond_shape(cond_shape: Any) -> tuple[int, ...] | None:

@@ -11,12 +11,12 @@ import math
 import jax
 from jaxtyping import PRNGKeyArray
 
+from genflow._checks import check_choice, check_positive
 from genflow.flows._autoregressive import MaskedAutoregressive
 from genflow.flows._bijections import AbstractBijection, Chain, Invert, LULinear, Permutation, Scan
 from genflow.flows._coupling import Coupling
 from genflow.flows._smooth import SmoothMixtureTransformer
 from genflow.flows._transformers import AbstractTransformer, AffineTransformer, RQSplineTransformer
-from genflow.nn._checks import check_choice, check_positive
 
 TRANSFORMERS = ("affine", "rq_spline", "circular_spline", "smooth", "circular_smooth")
 PERMUTATIONS = ("auto", "reverse", "random", "none")

@@ -26,20 +26,17 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
-from genflow.flows._bijections import as_shape
-from genflow.nn._checks import check_choice
 from genflow.solvers import (
     RK4,
+    AbstractDivergence,
     AbstractODESolver,
+    Exact,
     Solution,
-    divergence_exact,
-    divergence_hutchinson,
+    check_divergence,
     ode_log_prob,
-    rademacher_like,
 )
-
-DIVERGENCES = ("exact", "hutchinson")
 
 
 class CNF(AbstractSolvableDensityModel):
@@ -51,7 +48,7 @@ class CNF(AbstractSolvableDensityModel):
         base: ``p_0`` (``N(0, I)`` by default).
         sampler: ODE solver for ``sample`` (``RK4(20)`` by default).
         likelihood_solver: ODE solver for ``log_prob`` and the loss (default: ``sampler``).
-        divergence: ``"exact"`` or ``"hutchinson"`` for the training loss (``log_prob`` takes it per call).
+        divergence: ``Exact()`` or ``Hutchinson(num_probes)`` for the training loss (``log_prob`` takes it per call).
 
     References:
         Grathwohl et al., "FFJORD", ICLR 2019.
@@ -62,7 +59,7 @@ class CNF(AbstractSolvableDensityModel):
     sampler: AbstractODESolver
     likelihood_solver: AbstractODESolver
     data_shape: tuple[int, ...] = eqx.field(static=True)
-    divergence: str = eqx.field(static=True)
+    divergence: AbstractDivergence
     frozen_fields: ClassVar[tuple[str, ...]] = ("base",)
 
     def __init__(
@@ -72,9 +69,9 @@ class CNF(AbstractSolvableDensityModel):
         base: AbstractDistribution | None = None,
         sampler: AbstractODESolver | None = None,
         likelihood_solver: AbstractODESolver | None = None,
-        divergence: str = "exact",
+        divergence: AbstractDivergence = Exact(),
     ):
-        check_choice("divergence", divergence, DIVERGENCES)
+        check_divergence(divergence)
         self.net, self.data_shape, self.divergence = net, as_shape(data_shape), divergence
         self.base = StandardNormal(self.data_shape) if base is None else base
         self.sampler = RK4(num_steps=20) if sampler is None else sampler
@@ -116,7 +113,7 @@ class CNF(AbstractSolvableDensityModel):
         key: PRNGKeyArray | None = None,
         cond: Any = None,
         solver: AbstractODESolver | None = None,
-        divergence: str = "exact",
+        divergence: AbstractDivergence = Exact(),
     ) -> Float[Array, " num"]:
         """``log p_1(x)`` by integrating back to the base (Hutchinson needs ``key``; its estimate is unbiased)."""
         solver = self.likelihood_solver if solver is None else solver
@@ -131,29 +128,21 @@ class CNF(AbstractSolvableDensityModel):
         *,
         cond: Any = None,
         solver: AbstractODESolver | None = None,
-        divergence: str = "exact",
+        divergence: AbstractDivergence = Exact(),
     ) -> tuple[Float[Array, "num ..."], Float[Array, " num"]]:
         """Samples and their log-densities from one forward solve of ``(x, log p)`` with ``d log p/dt = -div f``."""
         solver = self.sampler if solver is None else solver
         k_z, k_probe = jax.random.split(key)
         z = self.base.sample(k_z, num)
-        axis = None if cond is None else 0
-        per_example = lambda ci: lambda s, y: self.velocity(s, y, ci)
-        if divergence == "hutchinson":
-            probes = rademacher_like(k_probe, z)
-            hutch = lambda t, xi, ci, e: divergence_hutchinson(per_example(ci), t, xi, e)
-            div_at = lambda t, x: jax.vmap(hutch, in_axes=(None, 0, axis, 0))(t, x, cond, probes)
-        else:
-            check_choice("divergence", divergence, DIVERGENCES)
-            exact = lambda t, xi, ci: divergence_exact(per_example(ci), t, xi)
-            div_at = lambda t, x: jax.vmap(exact, in_axes=(None, 0, axis))(t, x, cond)
+        check_divergence(divergence)
+        per_example = lambda t, x, c: self.velocity(t, x, c)
+        div_at = divergence.batched(per_example, z, cond, key=k_probe)
         vel = self._batched(cond)
         field = lambda t, state: (vel(t, state[0]), -div_at(t, state[0]))
         x, log_p = solver.solve(field, (z, self.base.log_prob(z)), 0.0, 1.0).y
         return x, log_p
 
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
-        """Negative log-likelihood (Hutchinson's estimate with ``divergence="hutchinson"``)."""
+        """Negative log-likelihood (Hutchinson's estimate with ``divergence=Hutchinson()``)."""
         x, cond = split_batch(batch)
-        key = key if self.divergence == "hutchinson" else None
         return -jnp.mean(self.log_prob(x, key=key, cond=cond, divergence=self.divergence))

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractDensityModel, split_batch
+from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
-from genflow.flows._bijections import AbstractBijection, as_shape
+from genflow.flows._bijections import AbstractBijection
 
 
 class AbstractFlowObjective(eqx.Module):

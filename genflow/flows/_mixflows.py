@@ -37,9 +37,9 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractGenerativeModel
+from genflow._checks import as_shape, check_positive
 from genflow.distributions import AbstractDistribution, StandardNormal
-from genflow.flows._bijections import AbstractBijection, as_shape
-from genflow.nn._checks import check_positive
+from genflow.flows._bijections import AbstractBijection
 
 _U_SHIFT = math.pi / 16
 

@@ -39,8 +39,8 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, Scalar
 
+from genflow._checks import check_choice, check_positive
 from genflow.flows._transformers import AbstractTransformer
-from genflow.nn._checks import check_choice, check_positive
 
 # alpha offsets that make the smooth step's derivative unimodal (bgflow's _SMOOTH_RAMP_INFLECTION_ALPHA_{1,2}).
 UNIMODAL_OFFSET = {1: 0.8656721, 2: 0.3052033}

@@ -36,10 +36,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractGenerativeModel, split_batch
+from genflow._checks import as_shape, check_choice, check_positive
 from genflow.distributions import AbstractDistribution, StandardNormal
-from genflow.flows._bijections import AbstractBijection, as_shape
+from genflow.flows._bijections import AbstractBijection
 from genflow.flows._builders import coupling_flow
-from genflow.nn._checks import check_choice, check_positive
 
 
 class AnnealedEnergy(eqx.Module):

@@ -20,7 +20,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar
 
-from genflow.nn._checks import check_choice, check_positive
+from genflow._checks import check_choice, check_positive
 
 
 class AbstractTransformer(eqx.Module):

@@ -24,14 +24,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant
 from genflow.nn import drop_condition, guided
-from genflow.solvers import AbstractODESolver, Euler, Solution, ode_log_prob
-
-
-def _as_shape(shape) -> tuple[int, ...]:
-    return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
+from genflow.solvers import AbstractDivergence, AbstractODESolver, Euler, Exact, Solution, ode_log_prob
 
 
 class FlowMatching(AbstractSolvableDensityModel):
@@ -81,7 +78,7 @@ class FlowMatching(AbstractSolvableDensityModel):
         self.null_label = None if null_label is None else int(null_label)
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout={label_dropout!r} must lie in [0, 1)")
-        self.data_shape = _as_shape(data_shape)
+        self.data_shape = as_shape(data_shape)
         self.base = StandardNormal(self.data_shape) if base is None else base
         self.interpolant = LinearInterpolant() if interpolant is None else interpolant
         self.sampler = Euler(num_steps=100) if sampler is None else sampler
@@ -149,12 +146,12 @@ class FlowMatching(AbstractSolvableDensityModel):
         key: PRNGKeyArray | None = None,
         cond: Any = None,
         solver: AbstractODESolver | None = None,
-        divergence: str = "exact",
+        divergence: AbstractDivergence = Exact(),
     ) -> Float[Array, " num"]:
         """``log rho1(x) = log rho0(X_0) - ∫_0^1 div b(t, X_t) dt`` with ``X`` integrated backwards from ``x``.
 
-        ``divergence="hutchinson"`` gives an unbiased estimate with one Rademacher probe per example (needs
-        ``key``). The base must have a tractable ``log_prob``.
+        ``divergence=Hutchinson()`` gives an unbiased estimate with Rademacher probes per example (needs ``key``).
+        The base must have a tractable ``log_prob``.
         """
         solver = self.likelihood_solver if solver is None else solver
         f = self.velocity if cond is not None else (lambda t, z: self.velocity(t, z))

@@ -41,6 +41,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractGenerativeModel
+from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.nn import MultiHead
 from genflow.solvers import RK4, AbstractODESolver, Solution
@@ -192,10 +193,6 @@ def multimarginal_net(
 # The model
 
 
-def _as_shape(shape) -> tuple[int, ...]:
-    return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
-
-
 class MultimarginalInterpolant(AbstractGenerativeModel):
     r"""Multimarginal stochastic interpolant: fields $g_k(a, x) = \mathbb E[x_k \mid x(a) = x]$, $k = 0..K$.
 
@@ -244,7 +241,7 @@ class MultimarginalInterpolant(AbstractGenerativeModel):
     ):
         self.net = net
         self.marginals = tuple(marginals)
-        self.data_shape = _as_shape(data_shape)
+        self.data_shape = as_shape(data_shape)
         self.base = StandardNormal(self.data_shape) if base is None else base
         self.dirichlet_alpha = float(dirichlet_alpha)
         self.sampler = RK4(num_steps=50) if sampler is None else sampler

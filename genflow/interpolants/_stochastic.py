@@ -36,10 +36,12 @@ from genflow.interpolants._couplings import AbstractCoupling, IndependentCouplin
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant, NoGamma, SqrtGamma
 from genflow.nn import drop_condition, guided
 from genflow.solvers import (
+    AbstractDivergence,
     AbstractODESolver,
     AbstractSDESolver,
     Euler,
     EulerMaruyama,
+    Exact,
     Solution,
     divergence_exact,
     ode_log_prob,
@@ -307,7 +309,7 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
         key: PRNGKeyArray | None = None,
         cond: Any = None,
         solver: AbstractODESolver | None = None,
-        divergence: str = "exact",
+        divergence: AbstractDivergence = Exact(),
     ) -> Float[Array, " num"]:
         """ODE likelihood ``log rho1(x | cond) = log rho0(X_0) - ∫_0^1 div b(t, X_t) dt`` (independent couplings)."""
         solver = self.likelihood_solver if solver is None else solver

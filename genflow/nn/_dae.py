@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from genflow.nn._checks import check_choice, check_positive
+from genflow._checks import check_choice, check_positive
 
 # sign is the activation of the paper's analysis and official code; tanh is its smooth variant (w.x/sqrt(d) is
 # O(sqrt(d)) on the data, so tanh saturates to sign there, but it also passes gradients to the inner weights).

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from genflow.nn._checks import check_choice, check_even, check_nonnegative
+from genflow._checks import check_choice, check_even, check_nonnegative
 
 TIME_EMBEDDINGS = ("sinusoidal", "fourier")
 

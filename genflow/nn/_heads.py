@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Scalar
 
-from genflow.nn._checks import check_positive
+from genflow._checks import check_positive
 from genflow.nn._mlp import MLP
 
 

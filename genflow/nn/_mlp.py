@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from genflow.nn._checks import check_choice, check_positive
+from genflow._checks import check_choice, check_positive
 from genflow.nn._embeddings import ConditionEmbedding, check_condition_args
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {

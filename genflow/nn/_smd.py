@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from genflow.nn._checks import check_choice, check_positive
+from genflow._checks import check_choice, check_positive
 from genflow.nn._mlp import MLP, ResMLP
 from genflow.nn._unet import UNet
 

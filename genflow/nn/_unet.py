@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from genflow.nn._checks import check_nonnegative, check_positive
+from genflow._checks import check_nonnegative, check_positive
 from genflow.nn._conv import Conv2d, GroupNorm
 from genflow.nn._embeddings import ConditionEmbedding, check_condition_args
 from genflow.nn._mlp import FiLM

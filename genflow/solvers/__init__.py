@@ -1,6 +1,10 @@
 """Integrators (fixed-step ``lax.scan`` and diffrax), divergences and the change-of-variables ODE."""
 
 from genflow.solvers._divergence import (
+    AbstractDivergence,
+    Exact,
+    Hutchinson,
+    check_divergence,
     divergence_exact,
     divergence_hutchinson,
     ode_log_prob,
@@ -25,6 +29,10 @@ from genflow.solvers._sde import (
 )
 
 __all__ = [
+    "AbstractDivergence",
+    "Exact",
+    "Hutchinson",
+    "check_divergence",
     "RK4",
     "AbstractFixedStepSDESolver",
     "AbstractFixedStepSolver",

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
+from genflow._checks import check_positive_int
+
 VectorField = Callable[[Any, PyTree], PyTree]
 
 
@@ -43,12 +45,6 @@ def _lincomb(y, terms):
     return y
 
 
-def check_num_steps(num_steps: int, name: str = "num_steps") -> None:
-    """Step counts must be positive integers (checked at construction, before any trace)."""
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps <= 0:
-        raise ValueError(f"{name}={num_steps!r} is invalid: must be a positive integer")
-
-
 class AbstractODESolver(eqx.Module):
     """An ODE integration strategy."""
 
@@ -67,7 +63,7 @@ class AbstractFixedStepSolver(AbstractODESolver):
     stages: ClassVar[int]
 
     def __check_init__(self):
-        check_num_steps(self.num_steps)
+        check_positive_int("num_steps", self.num_steps)
 
     @abc.abstractmethod
     def step(self, f: VectorField, t: Array, y: PyTree, dt: Array) -> PyTree:
@@ -148,15 +144,6 @@ class RK4(AbstractFixedStepSolver):
         return _lincomb(y, [(dt / 6, k1), (dt / 3, k2), (dt / 3, k3), (dt / 6, k4)])
 
 
-_DIFFRAX_SOLVERS = {
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
-    "bosh3": diffrax.Bosh3,
-    "heun": diffrax.Heun,
-}
-
-
 class DiffraxODE(AbstractODESolver):
     """Adaptive ODE solve with diffrax (PID step-size control).
 
@@ -164,7 +151,7 @@ class DiffraxODE(AbstractODESolver):
     Runge–Kutta method with ``s`` stages costs ``s`` evaluations (one fewer for FSAL methods, plus one at start).
 
     Args:
-        solver: a diffrax solver instance, or one of the names in ``_DIFFRAX_SOLVERS``.
+        solver: a diffrax ODE solver instance (``diffrax.Tsit5()``, ``diffrax.Dopri5()``, ...).
         rtol, atol: tolerances of the PID controller.
         dt0: initial step (``None`` lets diffrax choose).
         max_steps: hard cap on steps; a solve that needs more raises.
@@ -176,17 +163,15 @@ class DiffraxODE(AbstractODESolver):
     dt0: float | None = eqx.field(static=True, default=None)
     max_steps: int = eqx.field(static=True, default=4096)
 
-    def __init__(self, solver="tsit5", rtol=1e-5, atol=1e-5, dt0=None, max_steps=4096):
-        if isinstance(solver, str):
-            if solver not in _DIFFRAX_SOLVERS:
-                raise ValueError(f"solver={solver!r} is not known; allowed: {sorted(_DIFFRAX_SOLVERS)}")
-            solver = _DIFFRAX_SOLVERS[solver]()
+    def __init__(self, solver=diffrax.Tsit5(), rtol=1e-5, atol=1e-5, dt0=None, max_steps=4096):
+        if not isinstance(solver, diffrax.AbstractSolver):
+            raise ValueError(f"solver={solver!r} is invalid; allowed: a diffrax solver instance, e.g. diffrax.Tsit5()")
         for name, value in (("rtol", rtol), ("atol", atol)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name}={value!r} is invalid: must be a positive number")
         if dt0 is not None and (isinstance(dt0, bool) or not isinstance(dt0, (int, float)) or dt0 <= 0):
             raise ValueError(f"dt0={dt0!r} is invalid: must be null or a positive number")
-        check_num_steps(max_steps, name="max_steps")
+        check_positive_int("max_steps", max_steps)
         self.solver, self.rtol, self.atol, self.dt0, self.max_steps = solver, rtol, atol, dt0, max_steps
 
     def solve(self, f, y0, t0=0.0, t1=1.0, *, save_trajectory=False, num_save: int = 101):

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, PRNGKeyArray
 
-from genflow.solvers._ode import Solution, check_num_steps
+from genflow._checks import check_positive_int
+from genflow.solvers._ode import Solution
 
 
 class AbstractSDESolver(eqx.Module):
@@ -39,7 +40,7 @@ class AbstractFixedStepSDESolver(AbstractSDESolver):
     stages: ClassVar[int]
 
     def __check_init__(self):
-        check_num_steps(self.num_steps)
+        check_positive_int("num_steps", self.num_steps)
 
     @abc.abstractmethod
     def step(self, drift, diffusion, t, y, dt, dw) -> Array:
@@ -109,26 +110,40 @@ class StochasticHeun(AbstractFixedStepSDESolver):
         return y + 0.5 * (b0 + b1) * dt + 0.5 * (g0 + g1) * dw
 
 
-# name -> (solver class, drift evaluations per step (measured), Lévy area it needs, supports adaptive steps)
-_DIFFRAX_SDE_SOLVERS = {
-    "euler": (diffrax.Euler, 1, diffrax.BrownianIncrement, False),
-    "heun": (diffrax.Heun, 2, diffrax.BrownianIncrement, False),
-    "shark": (diffrax.ShARK, 2, diffrax.SpaceTimeLevyArea, True),
-    "sra1": (diffrax.SRA1, 2, diffrax.SpaceTimeLevyArea, True),
-    "spark": (diffrax.SPaRK, 3, diffrax.SpaceTimeLevyArea, True),
-}
+def _levy_area(solver) -> type:
+    """The cheapest Brownian-tree output the solver accepts (additive-noise SRK methods need space-time Lévy area)."""
+    minimal = getattr(solver, "minimal_levy_area", None)
+    for area in (diffrax.BrownianIncrement, diffrax.SpaceTimeLevyArea, diffrax.SpaceTimeTimeLevyArea):
+        if minimal is None or issubclass(area, minimal):
+            return area
+    raise ValueError(f"solver={solver!r} needs a Lévy area that a virtual Brownian tree does not provide")
+
+
+def _drift_evals(solver) -> int:
+    """Drift evaluations per step: a stochastic Runge-Kutta method's stages less those that skip the drift."""
+    tableau = getattr(solver, "tableau", None)
+    if isinstance(solver, diffrax.AbstractSRK):
+        ignored = 0 if tableau.ignore_stage_f is None else int(sum(tableau.ignore_stage_f))
+        return len(tableau.c) + 1 - ignored
+    return getattr(tableau, "num_stages", 1)
+
+
+def _has_error_estimate(solver) -> bool:
+    """Adaptive SDE steps need an SRK method with an embedded error estimate (ShARK, SRA1, SPaRK)."""
+    return isinstance(solver, diffrax.AbstractSRK) and solver.tableau.b_error is not None
 
 
 class DiffraxSDE(AbstractSDESolver):
     """SDE solve with diffrax on a virtual Brownian tree, with diagonal noise; fixed or adaptive steps.
 
-    ``euler`` is Itô Euler–Maruyama and ``heun`` is Stratonovich; ``shark``, ``sra1`` and ``spark`` are for
+    ``diffrax.Euler()`` is Itô Euler–Maruyama and ``diffrax.Heun()`` is Stratonovich; ``diffrax.ShARK()``,
+    ``SRA1()`` and ``SPaRK()`` are for
     additive noise (diffusion independent of ``y``, as in diffusion models and interpolant SDEs), where Itô and
     Stratonovich agree, and they support adaptive steps (``rtol``/``atol``). Integration with ``t1 < t0`` runs
     the time-reversed equation ``s = -t``: drift ``-f(-s, y)``, same diffusion, a fresh Brownian motion.
 
     Args:
-        solver: one of ``euler, heun, shark, sra1, spark``.
+        solver: a diffrax solver instance; adaptive steps need an SRK method with an error estimate.
         num_steps: steps on [t0, t1] when ``rtol`` is None (fixed step size), else the initial step count.
         rtol, atol: PID tolerances; ``None`` for fixed steps.
         brownian_tol: resolution of the virtual Brownian tree.
@@ -139,7 +154,7 @@ class DiffraxSDE(AbstractSDESolver):
         "High order splitting methods for SDEs satisfying a commutativity condition", 2023 (ShARK).
     """
 
-    solver: str = eqx.field(static=True, default="euler")
+    solver: diffrax.AbstractSolver = eqx.field(static=True, default=diffrax.Euler())
     num_steps: int = eqx.field(static=True, default=100)
     rtol: float | None = eqx.field(static=True, default=None)
     atol: float | None = eqx.field(static=True, default=None)
@@ -147,17 +162,22 @@ class DiffraxSDE(AbstractSDESolver):
     max_steps: int = eqx.field(static=True, default=16384)
 
     def __check_init__(self):
-        if self.solver not in _DIFFRAX_SDE_SOLVERS:
-            raise ValueError(f"solver={self.solver!r} is not known; allowed: {sorted(_DIFFRAX_SDE_SOLVERS)}")
-        check_num_steps(self.num_steps)
-        check_num_steps(self.max_steps, name="max_steps")
+        if not isinstance(self.solver, diffrax.AbstractSolver):
+            raise ValueError(
+                f"solver={self.solver!r} is invalid; allowed: a diffrax solver instance, e.g. diffrax.ShARK()"
+            )
+        check_positive_int("num_steps", self.num_steps)
+        check_positive_int("max_steps", self.max_steps)
         if (self.rtol is None) != (self.atol is None):
             raise ValueError(f"rtol={self.rtol!r}, atol={self.atol!r}: give both (adaptive) or neither (fixed)")
-        if self.rtol is not None and not _DIFFRAX_SDE_SOLVERS[self.solver][3]:
-            raise ValueError(f"solver={self.solver!r} has no error estimate; adaptive steps need shark, sra1 or spark")
+        if self.rtol is not None and not _has_error_estimate(self.solver):
+            raise ValueError(
+                f"solver={self.solver!r} has no error estimate; adaptive steps need ShARK(), SRA1() or SPaRK()"
+            )
+        _levy_area(self.solver)
 
     def solve(self, drift, diffusion, y0, t0=0.0, t1=1.0, *, key, save_trajectory=False, num_save: int = 101):
-        cls, evals, levy, _ = _DIFFRAX_SDE_SOLVERS[self.solver]
+        evals, levy = _drift_evals(self.solver), _levy_area(self.solver)
         sign = 1.0 if t1 >= t0 else -1.0  # integrate in s = sign * t, which always increases
         s0, s1 = sign * t0, sign * t1
         bm = diffrax.VirtualBrownianTree(s0, s1, tol=self.brownian_tol, shape=y0.shape, key=key, levy_area=levy)
@@ -172,7 +192,7 @@ class DiffraxSDE(AbstractSDESolver):
         saveat = diffrax.SaveAt(ts=jnp.linspace(s0, s1, num_save)) if save_trajectory else diffrax.SaveAt(t1=True)
         sol = diffrax.diffeqsolve(
             terms,
-            cls(),
+            self.solver,
             s0,
             s1,
             (s1 - s0) / self.num_steps,

@@ -3,6 +3,7 @@ estimator, the DDPM variational bound on stationary data, the discretized decode
 
 import math
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,7 @@ from genflow.diffusion import (
     pf_ode_log_prob,
     probability_flow_drift,
 )
-from genflow.solvers import RK4, DiffraxODE, Heun, divergence_exact, divergence_hutchinson
+from genflow.solvers import RK4, DiffraxODE, Heun, Hutchinson, divergence_exact, divergence_hutchinson
 
 from ._oracle import gmm_log_prob, gmm_score
 
@@ -82,7 +83,7 @@ def test_pf_ode_likelihood_with_adaptive_diffrax(x64):
     schedule = VPSchedule()
     score = gmm_score(schedule)
     x = jnp.array([[-2.4, 0.1], [2.1, 1.7], [1.2, -2.5], [0.0, 0.0]])
-    solver = DiffraxODE("dopri5", rtol=1e-10, atol=1e-10, max_steps=20_000)
+    solver = DiffraxODE(diffrax.Dopri5(), rtol=1e-10, atol=1e-10, max_steps=20_000)
     prior = lambda z: gmm_log_prob(schedule, schedule.t_max, z)
     terms = eqx.filter_jit(pf_ode_log_prob)(score, schedule, x, solver=solver, prior_log_prob=prior)
     np.testing.assert_allclose(terms.log_prob, gmm_log_prob(schedule, schedule.t_min, x), atol=1e-6, rtol=0)
@@ -101,7 +102,7 @@ def test_hutchinson_is_unbiased_and_rademacher_beats_gaussian(x64):
     @jax.jit
     def run():
         exact = pf_ode_log_prob(score, schedule, x, solver=solver).log_prob
-        hutch = lambda k: pf_ode_log_prob(score, schedule, x, solver=solver, divergence="hutchinson", key=k).log_prob
+        hutch = lambda k: pf_ode_log_prob(score, schedule, x, solver=solver, divergence=Hutchinson(), key=k).log_prob
         rad = lambda k: divergence_hutchinson(f, t, z, jax.random.rademacher(k, (2,), jnp.float64))
         gau = lambda k: divergence_hutchinson(f, t, z, jax.random.normal(k, (2,)))
         return exact, jax.vmap(hutch)(keys), jax.vmap(rad)(probes), jax.vmap(gau)(probes), divergence_exact(f, t, z)

@@ -21,7 +21,7 @@ from genflow.diffusion import (
 )
 from genflow.metrics import energy_distance
 from genflow.nn import MLP, UNet
-from genflow.solvers import Euler, EulerMaruyama, Heun
+from genflow.solvers import Euler, EulerMaruyama, Heun, Hutchinson
 from genflow.train import Trainer, make_optimizer
 
 from ._oracle import COVS, MEANS, WEIGHTS, component_score, gmm_score, mixture
@@ -81,7 +81,7 @@ def test_contract_loss_sample_log_prob():
     terms = model.log_prob_terms(x[:4])
     np.testing.assert_allclose(terms.log_prob, terms.prior + terms.delta, rtol=1e-5)
     np.testing.assert_allclose(model.log_prob(x[:4]), terms.log_prob, rtol=1e-6)
-    est = model.log_prob(x[:4], key=jax.random.key(4), divergence="hutchinson")
+    est = model.log_prob(x[:4], key=jax.random.key(4), divergence=Hutchinson())
     assert est.shape == (4,) and np.all(np.isfinite(np.asarray(est)))
 
 

@@ -1,6 +1,7 @@
 """Samplers on analytic scores (float64): a 2D GMM's modes and moments, convergence orders on Gaussian data, exact
 identities between samplers, guidance, NFE and recompilation (specs/diffusion_smd.md, Oracles)."""
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -236,7 +237,7 @@ def test_plain_solvers_become_diffusion_samplers():
 @pytest.mark.slow  # diffrax's SDE solvers take a while to compile
 def test_reverse_sde_with_adaptive_diffrax_reproduces_the_gmm(x64, reference):
     schedule = VPSchedule()
-    sampler = ReverseSDE(DiffraxSDE("shark", num_steps=100, rtol=1e-3, atol=1e-3))
+    sampler = ReverseSDE(DiffraxSDE(diffrax.ShARK(), num_steps=100, rtol=1e-3, atol=1e-3))
     x_T = jax.random.normal(jax.random.key(1), (N, 2))
     sol = eqx.filter_jit(sampler.sample)(gmm_score(schedule), schedule, x_T, key=jax.random.key(2))
     assert int(sol.nfe) > 0

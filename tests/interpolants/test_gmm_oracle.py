@@ -4,6 +4,7 @@ rho_t = sum_j q_j N(m_j, S_j) with m_j = t mu_j, S_j = (1 - t)^2 I + t^2 C_j, an
 b(t, x) = sum_j w_j(x) [mu_j + K_j S_j^{-1} (x - m_j)],  K_j = -(1 - t) I + t C_j,  w_j the posterior weights.
 """
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +33,9 @@ def exact_velocity(t, x, cond=None):
 def test_ode_likelihood_equals_mixture_density(x64):
     target = GaussianMixture(WEIGHTS, MEANS, COVS)
     x = target.sample(jax.random.key(0), 32)
-    m = FlowMatching(exact_velocity, data_shape=(2,), likelihood_solver=DiffraxODE("dopri5", rtol=1e-9, atol=1e-9))
+    m = FlowMatching(
+        exact_velocity, data_shape=(2,), likelihood_solver=DiffraxODE(diffrax.Dopri5(), rtol=1e-9, atol=1e-9)
+    )
     np.testing.assert_allclose(m.log_prob(x), target.log_prob(x), atol=1e-6)
 
 

@@ -1,5 +1,6 @@
 """Stochastic interpolants against the closed-form GMM fields of specs/interpolants.md (float64, no training)."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,7 +84,7 @@ def exact_model(itp=None, **kw):
 
 @pytest.mark.parametrize("itp", [LinearInterpolant(SqrtGamma(1.0)), TrigInterpolant(SinSquaredGamma())])
 def test_ode_likelihood_equals_target_density(x64, itp):
-    model, _ = exact_model(itp, likelihood_solver=DiffraxODE("dopri5", rtol=1e-10, atol=1e-10))
+    model, _ = exact_model(itp, likelihood_solver=DiffraxODE(diffrax.Dopri5(), rtol=1e-10, atol=1e-10))
     x = rho1().sample(jax.random.key(0), 16)
     np.testing.assert_allclose(model.log_prob(x), rho1().log_prob(x), atol=1e-6)
 

@@ -1,4 +1,5 @@
-"""Constructor argument checks, so that a bad config fails before any compilation with a clear message."""
+"""Constructor argument checks shared by every subpackage, so that a bad config fails before any compilation with a
+clear message naming the argument, the value and what is allowed."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def check_even(name: str, value: int) -> None:
     check_positive(name, value)
     if value % 2:
         raise ValueError(f"{name}={value!r} must be even: the embedding is made of sin/cos pairs.")
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raise a ValueError unless ``value`` is a Python int (not a bool) of at least 1: step counts, sizes."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name}={value!r} is invalid: must be a positive integer")
+
+
+def as_shape(shape: object) -> tuple[int, ...]:
+    """A shape tuple from an int or a sequence (Hydra passes lists)."""
+    return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
