@@ -41,3 +41,9 @@ def check_positive_int(name: str, value: object) -> None:
 def as_shape(shape: object) -> tuple[int, ...]:
     """A shape tuple from an int or a sequence (Hydra passes lists)."""
     return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
+
+
+def check_instance(name: str, value: object, cls: type | tuple[type, ...], allowed: str) -> None:
+    """Raise a ValueError unless ``value`` is a ``cls`` strategy module; ``allowed`` names the choices."""
+    if not isinstance(value, cls):
+        raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")

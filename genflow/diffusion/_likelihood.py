@@ -13,7 +13,8 @@ Discrete DDPM (Ho et al. 2020, eq. 5), nats per example:
                   - log p(x0 | x1),
 
 with ``p(x_{n-1} | x_n) = N(mu(x_n, x0_hat), sigma_n^2 I)``: ``mu`` is the true posterior mean with the model's
-denoised estimate, ``sigma_n^2`` is the posterior variance ``beta_tilde_n`` or ``beta_n``.
+denoised estimate, ``sigma_n^2`` is the posterior variance ``beta_tilde_n`` or ``beta_n`` (``PosteriorVariance()``
+or ``BetaVariance()``), and the decoder ``p(x0 | x1)`` a Gaussian density or its discretization.
 
 References:
     Song et al., "Score-Based Generative Modeling through Stochastic Differential Equations", ICLR 2021, appendix D.
@@ -24,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from typing import Any
@@ -36,8 +38,10 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from genflow._checks import check_instance
 from genflow.diffusion._samplers import denoise, probability_flow_drift
 from genflow.diffusion._schedules import AbstractSchedule, DiscreteSchedule
+from genflow.diffusion._variances import VARIANCE_CHOICES, AbstractReverseVariance, PosteriorVariance
 from genflow.solvers import AbstractDivergence, AbstractODESolver, DiffraxODE, Exact, ode_log_prob
 
 
@@ -141,6 +145,46 @@ def discretized_gaussian_log_prob(
     return log_u + jnp.log1p(-jnp.exp(jnp.minimum(log_l - log_u, 0.0)))
 
 
+class AbstractDecoder(eqx.Module):
+    """The DDPM decoder ``p(x0 | x1)``: the log-likelihood of the data under ``N(mean, std^2)``, per dimension."""
+
+    @abc.abstractmethod
+    def log_prob(self, x0: Array, mean: Array, std: Array) -> Array:
+        """``log p(x0 | x1)`` per dimension."""
+
+
+class GaussianDecoder(AbstractDecoder):
+    """The Gaussian density ``N(x0; mean, std^2)``: the bound is on a continuous NLL."""
+
+    def log_prob(self, x0, mean, std):
+        return -0.5 * ((x0 - mean) / std) ** 2 - jnp.log(std) - 0.5 * math.log(2 * math.pi)
+
+
+class DiscretizedDecoder(AbstractDecoder):
+    """The probability of the data's bin of width ``bin_width`` within ``data_range`` (the end bins extend to
+    infinity): the bound is on a discrete NLL (Ho et al. 2020, eq. 13).
+
+    Args:
+        bin_width: the quantization step (1/8 for digits with values p/8 - 1).
+        data_range: the lowest and highest data values.
+    """
+
+    bin_width: float = eqx.field(static=True)
+    data_range: tuple[float, float] = eqx.field(static=True, default=(-1.0, 1.0), converter=tuple)
+
+    def __check_init__(self):
+        if not self.bin_width > 0:
+            raise ValueError(f"bin_width={self.bin_width!r} is invalid: must be positive")
+        if len(self.data_range) != 2 or not self.data_range[0] < self.data_range[1]:
+            raise ValueError(f"data_range={self.data_range!r} is invalid: need (low, high) with low < high")
+
+    def log_prob(self, x0, mean, std):
+        return discretized_gaussian_log_prob(x0, mean, std, self.bin_width, *self.data_range)
+
+
+DECODER_CHOICES = "a decoder module: GaussianDecoder() or DiscretizedDecoder(bin_width, data_range)"
+
+
 def _stratified_steps(key: PRNGKeyArray, num_t: int, num_terms: int) -> tuple[Array, Array]:
     """One step drawn uniformly from each of ``num_terms`` near-equal strata of ``2..num_t``, and the strata sizes."""
     if isinstance(num_terms, bool) or not isinstance(num_terms, int) or num_terms <= 0:
@@ -157,10 +201,8 @@ def ddpm_vlb(
     x0: Float[Array, "num ..."],
     *,
     key: PRNGKeyArray,
-    variance: str = "posterior",
-    decoder: str = "gaussian",
-    bin_width: float | None = None,
-    data_range: tuple[float, float] = (-1.0, 1.0),
+    variance: AbstractReverseVariance = PosteriorVariance(),
+    decoder: AbstractDecoder = GaussianDecoder(),
     num_terms: int | None = None,
 ) -> VLBTerms:
     """The discrete DDPM variational bound on ``-log p(x0)``, one noise draw per term (an unbiased estimate).
@@ -170,12 +212,10 @@ def ddpm_vlb(
         schedule: the discrete chain.
         x0: data.
         key: noise for the terms.
-        variance: the reverse kernels' variance: ``"posterior"`` (``beta_tilde_n``; at n=1, where it vanishes,
-            ``beta_tilde_2`` as in Ho et al.'s code) or ``"beta"`` (``beta_n``).
-        decoder: ``"gaussian"`` (a density: bounds a continuous NLL) or ``"discretized"`` (the probability of the
-            data's bin of width ``bin_width`` within ``data_range``: bounds a discrete NLL).
-        bin_width: the quantization step, for ``"discretized"``.
-        data_range: the lowest and highest data values, for ``"discretized"``.
+        variance: the reverse kernels' variance: ``PosteriorVariance()`` (``beta_tilde_n``; at n=1, where it
+            vanishes, ``beta_tilde_2`` as in Ho et al.'s code) or ``BetaVariance()`` (``beta_n``).
+        decoder: ``GaussianDecoder()`` (a density: bounds a continuous NLL) or ``DiscretizedDecoder(bin_width,
+            data_range)`` (the probability of the data's bin: bounds a discrete NLL).
         num_terms: None sums all N - 1 KL terms, one step after another (``lax.map``: N evaluations, little memory).
             K estimates the sum from K steps, one drawn uniformly from each of K equal strata of ``n = 2..N`` and
             weighted by its stratum's size (unbiased), all in one vectorised call: no loop, which matters for
@@ -183,12 +223,8 @@ def ddpm_vlb(
     """
     if not isinstance(schedule, DiscreteSchedule):
         raise ValueError(f"the DDPM bound needs a DiscreteSchedule, got {type(schedule).__name__}")
-    if variance not in ("posterior", "beta"):
-        raise ValueError(f"variance={variance!r} is invalid; allowed: posterior, beta")
-    if decoder not in ("gaussian", "discretized"):
-        raise ValueError(f"decoder={decoder!r} is invalid; allowed: gaussian, discretized")
-    if decoder == "discretized" and bin_width is None:
-        raise ValueError("decoder='discretized' needs bin_width")
+    check_instance("variance", variance, AbstractReverseVariance, VARIANCE_CHOICES)
+    check_instance("decoder", decoder, AbstractDecoder, DECODER_CHOICES)
     num_t = schedule.num_timesteps
     n_ex = x0.shape[0]
     k_steps, k_dec = jax.random.split(key)
@@ -203,7 +239,7 @@ def ddpm_vlb(
         x0_hat = denoise(score, schedule, t, x_t)
         one_minus_r = -jnp.expm1(schedule.log_snr(t) - schedule.log_snr(s))
         var_q = sigma_s**2 * one_minus_r
-        var_p = var_q if variance == "posterior" else sigma_t**2 * one_minus_r
+        var_p = variance.variance(one_minus_r, sigma_t, sigma_s)
         diff = alpha_s * one_minus_r * (x0 - x0_hat)  # true minus model posterior mean
         return _sum_dims(_gaussian_kl(diff, var_q, 0.0, var_p))
 
@@ -227,21 +263,8 @@ def ddpm_vlb(
     t1 = 1.0 / num_t
     x1 = noised(k_dec, t1)
     mean = denoise(score, schedule, t1, x1)
-    if variance == "beta" or num_t == 1:
-        dec_var = schedule.sigma(t1) ** 2  # beta_1
-    else:
-        t2 = 2.0 / num_t
-        dec_var = (
-            schedule.sigma(t1) ** 2
-            * (1.0 - schedule.alpha(t2) ** 2 / schedule.alpha(t1) ** 2)
-            / (schedule.sigma(t2) ** 2)
-        )  # beta_tilde_2 = sigma_1^2 beta_2 / sigma_2^2
-    std = jnp.sqrt(dec_var)
-    if decoder == "gaussian":
-        dec_lp = -0.5 * ((x0 - mean) / std) ** 2 - jnp.log(std) - 0.5 * math.log(2 * math.pi)
-    else:
-        dec_lp = discretized_gaussian_log_prob(x0, mean, std, bin_width, *data_range)
-    decoder_term = -_sum_dims(dec_lp)
+    std = jnp.sqrt(variance.decoder_variance(schedule))
+    decoder_term = -_sum_dims(decoder.log_prob(x0, mean, std))
 
     a_T, s_T, p = schedule.alpha(1.0), schedule.sigma(1.0), schedule.prior_std()
     prior = _sum_dims(_gaussian_kl(a_T * x0, s_T**2, 0.0, p**2))

@@ -1,4 +1,4 @@
-"""Denoising score matching: loss weightings, time sampling, and classifier-free-guidance label dropout.
+"""Denoising score matching: loss weightings and time sampling.
 
 The loss for one example, at a time t from the time sampler, is
 
@@ -24,7 +24,6 @@ References:
     Kingma, Salimans, Poole, Ho, "Variational Diffusion Models", NeurIPS 2021 (low-discrepancy times).
     Hang et al., "Efficient Diffusion Training via Min-SNR Weighting Strategy", ICCV 2023.
     Karras, Aittala, Aila, Laine, "Elucidating the Design Space of Diffusion-Based Generative Models", NeurIPS 2022.
-    Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022 (label dropout).
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow.diffusion._parametrizations import AbstractParametrization, from_registry
+from genflow.diffusion._parametrizations import AbstractParametrization
 from genflow.diffusion._schedules import AbstractSchedule, DiscreteSchedule, EDMSchedule
 
 # -- weightings ----------------------------------------------------------------------------------------------------
@@ -113,20 +112,6 @@ class EDMWeighting(AbstractWeighting):
     def eps_weight(self, schedule, parametrization, t):
         s2 = jnp.exp(-schedule.log_snr(t))
         return (s2 + self.sigma_data**2) / self.sigma_data**2
-
-
-WEIGHTINGS = {
-    "none": NoWeighting,
-    "snr": SNRWeighting,
-    "min_snr": MinSNRWeighting,
-    "likelihood": LikelihoodWeighting,
-    "edm": EDMWeighting,
-}
-
-
-def make_weighting(spec: str | AbstractWeighting) -> AbstractWeighting:
-    """A weighting module from its name (``none, snr, min_snr, likelihood, edm``) or the module itself."""
-    return from_registry("weighting", spec, AbstractWeighting, WEIGHTINGS)
 
 
 def network_weight(
@@ -245,40 +230,6 @@ class LogNormalTime(AbstractTimeSampler):
             return s, jnp.ones((num,), dtype)
         t = jnp.clip(schedule.t_from_noise_to_signal(s), schedule.t_min, schedule.t_max)
         return t, jnp.ones((num,), dtype)
-
-
-TIME_SAMPLERS = {
-    "uniform": UniformTime,
-    "stratified": StratifiedTime,
-    "importance": ImportanceTime,
-    "lognormal": LogNormalTime,
-}
-
-
-def make_time_sampler(spec: str | AbstractTimeSampler) -> AbstractTimeSampler:
-    """A time sampler from its name (``uniform, stratified, importance, lognormal``) or the module itself."""
-    return from_registry("time_sampler", spec, AbstractTimeSampler, TIME_SAMPLERS)
-
-
-# -- classifier-free guidance --------------------------------------------------------------------------------------
-
-
-def drop_condition(key: PRNGKeyArray, cond: Array, prob: float, null_label: int | None) -> Array:
-    """Replace each example's condition by the null condition with probability ``prob`` (CFG training).
-
-    Integer labels become ``null_label`` (the network's null token, ``num_classes`` for genflow nets); vector
-    conditions become zeros, which genflow nets embed as the null condition.
-
-    References:
-        Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
-    """
-    drop = jax.random.bernoulli(key, prob, cond.shape[:1])
-    if jnp.issubdtype(cond.dtype, jnp.integer):
-        if null_label is None:
-            raise ValueError("label dropout needs null_label (the network's null token, e.g. num_classes)")
-        return jnp.where(drop, jnp.asarray(null_label, cond.dtype), cond)
-    mask = drop.reshape(drop.shape + (1,) * (cond.ndim - 1))
-    return jnp.where(mask, jnp.zeros_like(cond), cond)
 
 
 # -- the loss ------------------------------------------------------------------------------------------------------

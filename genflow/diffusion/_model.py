@@ -27,8 +27,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableDensityModel, split_batch
-from genflow._checks import as_shape
+from genflow._checks import as_shape, check_instance
 from genflow.diffusion._likelihood import (
+    AbstractDecoder,
+    GaussianDecoder,
     LikelihoodTerms,
     VLBTerms,
     ddpm_vlb,
@@ -38,21 +40,22 @@ from genflow.diffusion._likelihood import (
 from genflow.diffusion._losses import (
     AbstractTimeSampler,
     AbstractWeighting,
+    NoWeighting,
+    UniformTime,
     denoising_loss,
-    drop_condition,
-    make_time_sampler,
-    make_weighting,
 )
-from genflow.diffusion._parametrizations import AbstractParametrization, make_parametrization
-from genflow.diffusion._samplers import (
-    AbstractDiffusionSampler,
-    ProbabilityFlow,
-    classifier_free_guidance,
-    make_sampler,
-)
+from genflow.diffusion._parametrizations import AbstractParametrization, EpsilonPrediction
+from genflow.diffusion._samplers import AbstractDiffusionSampler, ProbabilityFlow, make_sampler
 from genflow.diffusion._schedules import AbstractSchedule, VPSchedule
+from genflow.diffusion._variances import AbstractReverseVariance, PosteriorVariance
 from genflow.metrics import nll_bits_per_dim
+from genflow.nn import drop_condition, guided
 from genflow.solvers import AbstractDivergence, AbstractODESolver, DiffraxODE, Exact, Solution
+
+
+_PARAMETRIZATIONS = "EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning()"
+_WEIGHTINGS = "NoWeighting(), SNRWeighting(), MinSNRWeighting(), LikelihoodWeighting(), EDMWeighting()"
+_TIME_SAMPLERS = "UniformTime(), StratifiedTime(), ImportanceTime(), LogNormalTime()"
 
 
 class DiffusionModel(AbstractSolvableDensityModel):
@@ -62,10 +65,12 @@ class DiffusionModel(AbstractSolvableDensityModel):
         net: per-example network ``net(t, x, cond=None)`` (or any callable with that signature).
         data_shape: shape of one example.
         schedule: the noise schedule (``VPSchedule()`` by default).
-        parametrization: what ``net`` predicts: ``"eps"``, ``"x0"``, ``"v"``, ``"score"``, ``"edm"``, or a module.
-        weighting: the loss weighting: ``"none"``, ``"snr"``, ``"min_snr"``, ``"likelihood"``, ``"edm"``, or a
-            module.
-        time_sampler: ``"uniform"``, ``"stratified"``, ``"importance"``, ``"lognormal"``, or a module.
+        parametrization: what ``net`` predicts: ``EpsilonPrediction()`` (the default), ``DataPrediction()``,
+            ``VelocityPrediction()``, ``ScorePrediction()`` or ``EDMPreconditioning(sigma_data)``.
+        weighting: the loss weighting: ``NoWeighting()`` (the default), ``SNRWeighting()``,
+            ``MinSNRWeighting(gamma)``, ``LikelihoodWeighting()`` or ``EDMWeighting(sigma_data)``.
+        time_sampler: ``UniformTime()`` (the default), ``StratifiedTime()``, ``ImportanceTime(num_bins)`` or
+            ``LogNormalTime(mean, std)``.
         sampler: default sampler of ``sample``: a diffusion sampler, or a plain ODE solver (probability flow) or SDE
             solver (reverse SDE). Heun on the EDM grid, 50 steps, by default.
         likelihood_solver: ODE solver of ``log_prob`` (adaptive Tsit5, rtol = atol = 1e-5, by default).
@@ -92,9 +97,9 @@ class DiffusionModel(AbstractSolvableDensityModel):
         net,
         data_shape,
         schedule=None,
-        parametrization="eps",
-        weighting="none",
-        time_sampler="uniform",
+        parametrization: AbstractParametrization = EpsilonPrediction(),
+        weighting: AbstractWeighting = NoWeighting(),
+        time_sampler: AbstractTimeSampler = UniformTime(),
         sampler=None,
         likelihood_solver=None,
         cond_drop_prob: float = 0.0,
@@ -105,9 +110,10 @@ class DiffusionModel(AbstractSolvableDensityModel):
         self.schedule = VPSchedule() if schedule is None else schedule
         if not isinstance(self.schedule, AbstractSchedule):
             raise ValueError(f"schedule={schedule!r} is invalid: must be a schedule module (e.g. VPSchedule())")
-        self.parametrization = make_parametrization(parametrization)
-        self.weighting = make_weighting(weighting)
-        self.time_sampler = make_time_sampler(time_sampler)
+        check_instance("parametrization", parametrization, AbstractParametrization, _PARAMETRIZATIONS)
+        check_instance("weighting", weighting, AbstractWeighting, _WEIGHTINGS)
+        check_instance("time_sampler", time_sampler, AbstractTimeSampler, _TIME_SAMPLERS)
+        self.parametrization, self.weighting, self.time_sampler = parametrization, weighting, time_sampler
         self.sampler = ProbabilityFlow() if sampler is None else make_sampler(sampler)
         self.likelihood_solver = DiffraxODE(diffrax.Tsit5()) if likelihood_solver is None else likelihood_solver
         if not isinstance(self.likelihood_solver, AbstractODESolver):
@@ -131,19 +137,19 @@ class DiffusionModel(AbstractSolvableDensityModel):
         return -self.predict(t, x, cond)[1] / self.schedule.sigma(t)
 
     def batched_score(self, cond: Any = None, guidance: Any = None) -> Callable[[Any, Array], Array]:
-        """The score on a batch, ``(t, x) -> scores``, with per-example ``cond`` and optional CFG weight."""
-        uncond = lambda t, x: jax.vmap(self.score, in_axes=(None, 0))(t, x)
+        """The score on a batch, ``(t, x) -> scores``, with per-example ``cond`` and an optional classifier-free
+        guidance weight ``w``: ``s_u + w (s_c - s_u)`` (:func:`genflow.nn.guided`)."""
         if cond is None:
-            return uncond
-        conditional = lambda t, x: jax.vmap(self.score, in_axes=(None, 0, 0))(t, x, cond)
-        return conditional if guidance is None else classifier_free_guidance(conditional, uncond, guidance)
+            return lambda t, x: jax.vmap(self.score, in_axes=(None, 0))(t, x)
+        score = self.score if guidance is None else guided(self.score, guidance)
+        return lambda t, x: jax.vmap(score, in_axes=(None, 0, 0))(t, x, cond)
 
     # -- training ----------------------------------------------------------------------------------------------
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
         """The weighted denoising loss; with ``cond_drop_prob``, conditions are dropped for CFG."""
         x0, cond = split_batch(batch)
         k_loss, k_drop = jax.random.split(key)
-        if cond is not None and self.cond_drop_prob > 0:
+        if self.cond_drop_prob > 0:
             cond = drop_condition(k_drop, cond, self.cond_drop_prob, self.null_label)
         value, _ = denoising_loss(
             k_loss, self.net, x0, cond, self.schedule, self.parametrization, self.weighting, self.time_sampler
@@ -218,36 +224,21 @@ class DiffusionModel(AbstractSolvableDensityModel):
 
         return jax.vmap(one, in_axes=(0, 0, None if keys is None else 0))(x, cond, keys)
 
-    def log_prob(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> Float[Array, " num"]:
-        """``log p(x)`` by the probability-flow ODE (an unbiased estimate with ``divergence=Hutchinson()``)."""
-        return self.log_prob_terms(x, key=key, cond=cond, solver=solver, divergence=divergence).log_prob
+    def log_prob(self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None, **opts) -> Float[Array, " num"]:
+        """``log p(x)`` by the probability-flow ODE (an unbiased estimate with ``divergence=Hutchinson()``); ``opts``
+        (``cond``, ``solver``, ``divergence``) as in :meth:`log_prob_terms`."""
+        return self.log_prob_terms(x, key=key, **opts).log_prob
 
-    def bits_per_dim(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray,
-        bin_width: float,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> Float[Array, " num"]:
-        """Negative log-likelihood of quantized data in bits/dim, with uniform dequantization.
+    def bits_per_dim(self, x: Float[Array, "num ..."], *, key: PRNGKeyArray, bin_width: float, **opts) -> Float[Array, " num"]:
+        """Negative log-likelihood of quantized data in bits/dim, with uniform dequantization; ``opts`` (``cond``,
+        ``solver``, ``divergence``) as in :meth:`log_prob_terms`.
 
         ``x + (u - 1/2) bin_width`` fills each value's bin; ``(-log p(x_deq) - D log bin_width) / (D log 2)``
         upper-bounds the discrete NLL in expectation over ``u``. Digits (values p/8 - 1) have ``bin_width = 1/8``.
         """
         k_deq, k_div = jax.random.split(key)
         x_deq = dequantize(k_deq, x, bin_width)
-        logp = self.log_prob(x_deq, key=k_div, cond=cond, solver=solver, divergence=divergence)
+        logp = self.log_prob(x_deq, key=k_div, **opts)
         return nll_bits_per_dim(logp, math.prod(x.shape[1:]), dequant_bins=2.0 / bin_width)
 
     @eqx.filter_jit
@@ -257,21 +248,10 @@ class DiffusionModel(AbstractSolvableDensityModel):
         *,
         key: PRNGKeyArray,
         cond: Any = None,
-        variance: str = "posterior",
-        decoder: str = "gaussian",
-        bin_width: float | None = None,
-        data_range: tuple[float, float] = (-1.0, 1.0),
+        variance: AbstractReverseVariance = PosteriorVariance(),
+        decoder: AbstractDecoder = GaussianDecoder(),
         num_terms: int | None = None,
     ) -> VLBTerms:
         """The discrete DDPM variational bound (needs a ``DiscreteSchedule``); see :func:`ddpm_vlb`."""
-        return ddpm_vlb(
-            self.batched_score(cond),
-            self.schedule,
-            x,
-            key=key,
-            variance=variance,
-            decoder=decoder,
-            bin_width=bin_width,
-            data_range=data_range,
-            num_terms=num_terms,
-        )
+        score = self.batched_score(cond)
+        return ddpm_vlb(score, self.schedule, x, key=key, variance=variance, decoder=decoder, num_terms=num_terms)

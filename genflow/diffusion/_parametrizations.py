@@ -225,26 +225,3 @@ class EDMPreconditioning(AbstractParametrization):
     def eps_factor(self, alpha, sigma):
         s = sigma / alpha
         return -self.coefficients(s)[1] / s
-
-
-PARAMETRIZATIONS = {
-    "eps": EpsilonPrediction,
-    "x0": DataPrediction,
-    "v": VelocityPrediction,
-    "score": ScorePrediction,
-    "edm": EDMPreconditioning,
-}
-
-
-def from_registry(key: str, spec: Any, base: type, registry: dict[str, type]) -> Any:
-    """``spec`` itself if it is a ``base`` module, else ``registry[spec]()``; an unknown name names ``key``."""
-    if isinstance(spec, base):
-        return spec
-    if spec not in registry:
-        raise ValueError(f"{key}={spec!r} is invalid; allowed: {', '.join(registry)}")
-    return registry[spec]()
-
-
-def make_parametrization(spec: str | AbstractParametrization) -> AbstractParametrization:
-    """A parametrization module from its name (``eps, x0, v, score, edm``) or the module itself."""
-    return from_registry("parametrization", spec, AbstractParametrization, PARAMETRIZATIONS)

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from genflow._checks import check_instance, check_positive_int
+
 Time = Float[ArrayLike, "*shape"]
 Values = Float[Array, "*shape"]
 
@@ -385,15 +387,35 @@ class EDMSchedule(AbstractSchedule):
         return jnp.exp(-0.5 * jnp.asarray(lam))
 
 
-_BETA_KINDS = ("linear", "cosine")
+class AbstractBetas(eqx.Module):
+    """The betas ``beta_1..beta_N`` of a discrete DDPM chain."""
+
+    @abc.abstractmethod
+    def __call__(self, num_timesteps: int) -> np.ndarray:
+        """``beta_n`` for ``n = 1..num_timesteps``, in float64."""
 
 
-def _discrete_betas(num_timesteps: int, kind: str, beta_start: float, beta_end: float, s: float, max_beta: float):
-    if kind == "linear":
-        return np.linspace(beta_start, beta_end, num_timesteps, dtype=np.float64)
-    f = np.cos((np.arange(num_timesteps + 1) / num_timesteps + s) / (1 + s) * np.pi / 2) ** 2
-    alphas_cumprod = f / f[0]
-    return np.minimum(1.0 - alphas_cumprod[1:] / alphas_cumprod[:-1], max_beta)
+class LinearBetas(AbstractBetas):
+    """Betas linear from ``beta_start`` to ``beta_end`` (Ho et al. 2020: 1e-4 to 0.02 for N = 1000)."""
+
+    beta_start: float = eqx.field(static=True, default=1e-4)
+    beta_end: float = eqx.field(static=True, default=0.02)
+
+    def __call__(self, num_timesteps):
+        return np.linspace(self.beta_start, self.beta_end, num_timesteps, dtype=np.float64)
+
+
+class CosineBetas(AbstractBetas):
+    """``alphabar_n = f(n)/f(0)``, ``f(n) = cos^2((n/N + s)/(1 + s) pi/2)``, with ``beta_n`` clipped at ``max_beta``
+    (Nichol & Dhariwal 2021, eq. 17)."""
+
+    s: float = eqx.field(static=True, default=0.008)
+    max_beta: float = eqx.field(static=True, default=0.999)
+
+    def __call__(self, num_timesteps):
+        f = np.cos((np.arange(num_timesteps + 1) / num_timesteps + self.s) / (1 + self.s) * np.pi / 2) ** 2
+        alphas_cumprod = f / f[0]
+        return np.minimum(1.0 - alphas_cumprod[1:] / alphas_cumprod[:-1], self.max_beta)
 
 
 class DiscreteSchedule(AbstractSchedule):
@@ -407,9 +429,10 @@ class DiscreteSchedule(AbstractSchedule):
     SDE and ODE samplers and the likelihood run on it too. Ancestral sampling and the variational bound use the
     grid only.
 
-    Betas: ``"linear"`` from ``beta_start`` to ``beta_end`` (Ho et al.), or ``"cosine"``:
-    ``alphabar_n = f(n)/f(0)``, ``f(n) = cos^2((n/N + s)/(1 + s) pi/2)``, with ``beta_n`` clipped at ``max_beta``
-    (Nichol & Dhariwal).
+    Args:
+        num_timesteps: N, the chain's length.
+        beta_schedule: ``LinearBetas(beta_start, beta_end)`` (Ho et al., the default) or ``CosineBetas(s,
+            max_beta)`` (Nichol & Dhariwal).
 
     References:
         Ho, Jain, Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
@@ -418,25 +441,15 @@ class DiscreteSchedule(AbstractSchedule):
 
     betas: Float[Array, " N"]
     num_timesteps: int = eqx.field(static=True)
-    kind: str = eqx.field(static=True)
+    beta_schedule: AbstractBetas
 
-    def __init__(
-        self,
-        num_timesteps: int = 1000,
-        kind: str = "linear",
-        beta_start: float = 1e-4,
-        beta_end: float = 0.02,
-        s: float = 0.008,
-        max_beta: float = 0.999,
-    ):
-        if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps <= 0:
-            raise ValueError(f"num_timesteps={num_timesteps!r} is invalid: must be a positive integer")
-        if kind not in _BETA_KINDS:
-            raise ValueError(f"kind={kind!r} is invalid; allowed: {', '.join(_BETA_KINDS)}")
-        betas = _discrete_betas(num_timesteps, kind, beta_start, beta_end, s, max_beta)
+    def __init__(self, num_timesteps: int = 1000, beta_schedule: AbstractBetas = LinearBetas()):
+        check_positive_int("num_timesteps", num_timesteps)
+        check_instance("beta_schedule", beta_schedule, AbstractBetas, "LinearBetas(beta_start, beta_end), CosineBetas(s)")
+        betas = beta_schedule(num_timesteps)
         if not (np.all(betas > 0) and np.all(betas < 1)):
-            raise ValueError(f"betas must lie in (0, 1); got [{betas.min()}, {betas.max()}] (kind={kind!r})")
-        self.num_timesteps, self.kind = num_timesteps, kind
+            raise ValueError(f"betas must lie in (0, 1); got [{betas.min()}, {betas.max()}] ({beta_schedule!r})")
+        self.num_timesteps, self.beta_schedule = num_timesteps, beta_schedule
         self.betas = jnp.asarray(betas, dtype=jnp.result_type(float))
 
     @property

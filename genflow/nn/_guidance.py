@@ -48,15 +48,17 @@ def drop_condition(key: PRNGKeyArray, cond: Any, prob: float, null_label: int | 
     return jax.tree_util.tree_map(pick, cond, null)
 
 
-def guided(field: Callable[[Any, Array, Any], Array], weight: float) -> Callable[[Any, Array, Any], Array]:
+def guided(field: Callable[[Any, Array, Any], Array], weight: float | Array) -> Callable[[Any, Array, Any], Array]:
     """The classifier-free-guided field of a per-example ``field(t, x, cond)``:
 
         f_w(t, x, c) = f(t, x, None) + w (f(t, x, c) - f(t, x, None)),
 
     so ``w = 0`` is the unconditional field, ``w = 1`` the conditional one, and ``w > 1`` sharpens the condition.
-    ``w = 1`` returns ``field`` itself (one evaluation instead of two).
+    Diffusion guides the score (equivalently eps) this way, flow matching and interpolants their velocity. A Python
+    ``w = 1`` returns ``field`` itself (one evaluation instead of two); an array ``w`` (traced, so that new weights do
+    not recompile) always costs both evaluations.
     """
-    if weight == 1.0:
+    if isinstance(weight, (int, float)) and weight == 1.0:
         return field
 
     def f(t, x, cond=None):

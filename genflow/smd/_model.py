@@ -13,15 +13,16 @@ a continuous Gaussian mixture (Li et al. 2024, eq. 9). If ``x0_hat(x_t, t, eta)`
 as the true posterior p(x0 | x_t), this kernel is the exact reverse kernel q(x_s | x_t) for every s, so a model
 trained on the chain can be sampled with any number of steps. Sampling draws a fresh eta at every step.
 
-Objectives:
-    ``"regression"``   the official one: the diffusion regression ``E |target - F(t, x_t, eta)|^2`` with one eta per
-                       example (Li et al. 2024, eq. 12, up to weights). Its minimiser is ``E[target | x_t]``, which
-                       does not depend on eta: nothing makes the latent matter.
-    ``"mixture"``      the mixture likelihood: ``-log (1/M) sum_m N(x_s; mu(x_t, x0_hat(eta_m)), sigma_tilde^2 I)``
-                       for ``x_s ~ q(x_s | x_t, x0)``, M eta draws, t and s < t drawn uniformly. By Jensen its mean
-                       upper-bounds the kernel's negative log-likelihood, tighter as M grows; it is minimised by
-                       ``x0_hat(eta) ~ p(x0 | x_t)`` (for M -> infinity), for every s at once.
-``latent="zero"`` fixes eta = 0 (the capacity-matched ablation: the same network, a deterministic latent).
+Objectives (strategy modules):
+    ``RegressionObjective()``   the official one: the diffusion regression ``E |target - F(t, x_t, eta)|^2`` with one eta per
+                                example (Li et al. 2024, eq. 12, up to weights). Its minimiser is ``E[target | x_t]``,
+                                which does not depend on eta: nothing makes the latent matter.
+    ``MixtureObjective(M)``     the mixture likelihood: ``-log (1/M) sum_m N(x_s; mu(x_t, x0_hat(eta_m)), sigma_tilde^2 I)``
+                                for ``x_s ~ q(x_s | x_t, x0)``, M eta draws, t and s < t drawn uniformly. By Jensen its
+                                mean upper-bounds the kernel's negative log-likelihood, tighter as M grows; it is
+                                minimised by ``x0_hat(eta) ~ p(x0 | x_t)`` (for M -> infinity), for every s at once.
+The latent is ``GaussianLatent()`` (eta ~ N(0, I)) or ``ZeroLatent()``, which fixes eta = 0 (the capacity-matched
+ablation: the same network, a deterministic latent).
 
 References:
     Li, van Breugel, van der Schaar, "Soft Mixture Denoising: Beyond the Expressive Bottleneck of Diffusion Models",
@@ -32,6 +33,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +44,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableModel, split_batch
+from genflow._checks import check_instance, check_positive_int
 from genflow.diffusion import (
     AbstractDiffusionSampler,
     Ancestral,
@@ -53,8 +56,63 @@ from genflow.diffusion import (
 )
 from genflow.solvers import Solution
 
-OBJECTIVES = ("regression", "mixture")
-LATENTS = ("random", "zero")
+class AbstractLatent(eqx.Module):
+    """The distribution of the mixing noise eta."""
+
+    @abc.abstractmethod
+    def draw(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype) -> Array:
+        """eta of shape ``shape`` (the last axis is ``eta_dim``)."""
+
+
+class GaussianLatent(AbstractLatent):
+    """``eta ~ N(0, I)``: the mixture of Li et al. (2024)."""
+
+    def draw(self, key, shape, dtype):
+        return jax.random.normal(key, shape, dtype)
+
+
+class ZeroLatent(AbstractLatent):
+    """``eta = 0``: the ablation with the same network and a deterministic latent (no mixture)."""
+
+    def draw(self, key, shape, dtype):
+        return jnp.zeros(shape, dtype)
+
+
+class AbstractObjective(eqx.Module):
+    """The training objective of :class:`SMDModel`."""
+
+    @abc.abstractmethod
+    def loss(self, model: SMDModel, key: PRNGKeyArray, x0: Float[Array, "num ..."]) -> Scalar:
+        """The objective on a minibatch."""
+
+
+class RegressionObjective(AbstractObjective):
+    """The official objective: the diffusion regression with one eta per example (Li et al. 2024, eq. 12), under
+    the model's weighting and time sampler."""
+
+    def loss(self, model, key, x0):
+        k_eta, k_loss = jax.random.split(key)
+        d = model.diffusion
+        eta = model.draw_eta(k_eta, x0.shape[:1], x0.dtype)
+        value, _ = denoising_loss(k_loss, d.net, x0, eta, d.schedule, d.parametrization, d.weighting, d.time_sampler)
+        return value
+
+
+class MixtureObjective(AbstractObjective):
+    """The mixture likelihood of the kernel, a log-mean-exp over ``num_latent_draws`` eta draws (see
+    :meth:`SMDModel.mixture_loss`).
+
+    Args:
+        num_latent_draws: M, the eta draws per example.
+    """
+
+    num_latent_draws: int = eqx.field(static=True, default=8)
+
+    def __check_init__(self):
+        check_positive_int("num_latent_draws", self.num_latent_draws)
+
+    def loss(self, model, key, x0):
+        return model.mixture_loss(jax.random.split(key)[1], x0, self.num_latent_draws)
 
 
 def _time_bits(t) -> Array:
@@ -68,18 +126,18 @@ class SMDModel(AbstractSolvableModel):
     Args:
         net: a :class:`genflow.nn.MixtureDenoiser` (or any ``net(t, x, eta)`` with an ``eta_dim`` attribute).
         data_shape: shape of one example.
-        schedule, parametrization, weighting, time_sampler: as in ``DiffusionModel`` (weighting and time_sampler
-            act on the regression objective).
-        sampler: default sampler (a diffusion sampler: ``Ancestral`` (DDPM, the default), ``DDIM``, ...).
-        objective: ``"regression"`` (official) or ``"mixture"`` (log-mean-exp kernel likelihood).
-        num_latent_draws: M, the eta draws per example of the mixture objective.
-        latent: ``"random"`` (eta ~ N(0, I)) or ``"zero"`` (eta = 0: the ablation).
+        schedule: the noise schedule, as in ``DiffusionModel``.
+        objective: ``RegressionObjective()`` (official, the default) or ``MixtureObjective(num_latent_draws)``
+            (log-mean-exp kernel likelihood).
+        latent: ``GaussianLatent()`` (eta ~ N(0, I), the default) or ``ZeroLatent()`` (eta = 0: the ablation).
+        diffusion_kwargs: the rest of ``DiffusionModel``'s arguments (``parametrization``, ``weighting``,
+            ``time_sampler``: these act on the regression objective); ``sampler`` is a diffusion sampler,
+            ``Ancestral()`` (DDPM) by default.
     """
 
     diffusion: DiffusionModel
-    objective: str = eqx.field(static=True)
-    num_latent_draws: int = eqx.field(static=True)
-    latent: str = eqx.field(static=True)
+    objective: AbstractObjective
+    latent: AbstractLatent
     eta_dim: int = eqx.field(static=True)
 
     def __init__(
@@ -87,33 +145,20 @@ class SMDModel(AbstractSolvableModel):
         net: Callable,
         data_shape,
         schedule=None,
-        parametrization="eps",
-        weighting="none",
-        time_sampler="uniform",
-        sampler=None,
-        objective: str = "regression",
-        num_latent_draws: int = 8,
-        latent: str = "random",
+        *,
+        objective: AbstractObjective = RegressionObjective(),
+        latent: AbstractLatent = GaussianLatent(),
+        **diffusion_kwargs,
     ):
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective={objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
-        if latent not in LATENTS:
-            raise ValueError(f"latent={latent!r} is invalid; allowed: {', '.join(LATENTS)}")
-        if isinstance(num_latent_draws, bool) or not isinstance(num_latent_draws, int) or num_latent_draws < 1:
-            raise ValueError(f"num_latent_draws={num_latent_draws!r} is invalid: must be a positive integer")
+        check_instance("objective", objective, AbstractObjective, "RegressionObjective(), MixtureObjective(M)")
+        check_instance("latent", latent, AbstractLatent, "GaussianLatent(), ZeroLatent()")
         eta_dim = getattr(net, "eta_dim", None)
         if not isinstance(eta_dim, int) or eta_dim < 1:
             raise ValueError(f"net={type(net).__name__} is invalid: SMD needs a net(t, x, eta) with an eta_dim")
-        self.diffusion = DiffusionModel(
-            net,
-            data_shape,
-            schedule,
-            parametrization,
-            weighting,
-            time_sampler,
-            Ancestral() if sampler is None else sampler,
-        )
-        self.objective, self.num_latent_draws, self.latent, self.eta_dim = objective, num_latent_draws, latent, eta_dim
+        if diffusion_kwargs.get("sampler") is None:
+            diffusion_kwargs["sampler"] = Ancestral()
+        self.diffusion = DiffusionModel(net, data_shape, schedule, **diffusion_kwargs)
+        self.objective, self.latent, self.eta_dim = objective, latent, eta_dim
 
     @property
     def schedule(self):
@@ -127,9 +172,7 @@ class SMDModel(AbstractSolvableModel):
     def draw_eta(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype=None) -> Array:
         """Mixing noise of shape ``(*shape, eta_dim)``: N(0, I), or zeros for the ablation."""
         dtype = jnp.result_type(float) if dtype is None else dtype
-        if self.latent == "zero":
-            return jnp.zeros((*shape, self.eta_dim), dtype)
-        return jax.random.normal(key, (*shape, self.eta_dim), dtype)
+        return self.latent.draw(key, (*shape, self.eta_dim), dtype)
 
     def predict(self, t, x: Array, eta: Array) -> tuple[Array, Array]:
         """``(x0_hat, eps_hat)`` for one example and one eta."""
@@ -154,13 +197,7 @@ class SMDModel(AbstractSolvableModel):
         x0, cond = split_batch(batch)
         if cond is not None:
             raise ValueError("SMDModel is unconditional: the batch must not carry a condition")
-        k_eta, k_loss = jax.random.split(key)
-        if self.objective == "mixture":
-            return self.mixture_loss(k_loss, x0)
-        d = self.diffusion
-        eta = self.draw_eta(k_eta, x0.shape[:1], x0.dtype)
-        value, _ = denoising_loss(k_loss, d.net, x0, eta, d.schedule, d.parametrization, d.weighting, d.time_sampler)
-        return value
+        return self.objective.loss(self, key, x0)
 
     def time_pairs(self, key: PRNGKeyArray, num: int, dtype) -> tuple[Array, Array]:
         """``(t, s)`` with ``s < t``: chain steps ``t = n/N``, ``s = m/N``, ``1 <= m < n``, or uniform times."""
@@ -206,18 +243,18 @@ class SMDModel(AbstractSolvableModel):
         loglik, v = jax.vmap(self.kernel_log_lik, in_axes=(0, 0, 0, 0, 0, None))(keys, t, s, x_t, x_s, num_draws)
         return loglik, v, x_t, x_s
 
-    def mixture_loss(self, key: PRNGKeyArray, x0: Float[Array, "num ..."]) -> Scalar:
+    def mixture_loss(self, key: PRNGKeyArray, x0: Float[Array, "num ..."], num_draws: int) -> Scalar:
         r"""The mixture-likelihood objective (mean over the minibatch).
 
         Per example ``-log (1/M) sum_m N(x_s; mu_m, v I)``, with the constant ``D/2 log(2 pi v)`` dropped and the
         rest multiplied by ``2 v alpha_t^2 / (c^2 sigma_t^2 k^2)``, ``c = alpha_s (1 - r)`` the weight of x0 in the
         posterior mean and ``k`` the parametrization's ``eps_factor``: with all draws equal this is the unweighted
         regression error of the network's output plus a constant, so the scale is the regression's at every
-        (t, s) (x0 errors for ``parametrization="x0"``, eps errors for ``"eps"``). A positive weight per (t, s)
+        (t, s) (x0 errors for ``DataPrediction()``, eps errors for ``EpsilonPrediction()``). A positive weight per (t, s)
         leaves each kernel's minimiser unchanged.
         """
         t, s = self.time_pairs(jax.random.fold_in(key, 1), x0.shape[0], x0.dtype)
-        loglik, var, _, _ = self._kernel_batch(key, x0, t, s, self.num_latent_draws)
+        loglik, var, _, _ = self._kernel_batch(key, x0, t, s, num_draws)
         sched = self.schedule
         dim = math.prod(x0.shape[1:])
         nll = -loglik - 0.5 * dim * jnp.log(2 * jnp.pi * var)  # the quadratic part only

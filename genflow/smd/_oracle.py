@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from genflow.diffusion import AbstractSchedule, time_grid
+from genflow.diffusion import AbstractSchedule, AbstractTimeGrid, Uniform, time_grid, transition_table
 from genflow.distributions import GaussianMixture
 from genflow.solvers import Solution
 
@@ -116,7 +116,7 @@ class MixtureKernelOracle(eqx.Module):
         schedule: AbstractSchedule,
         num_steps: int,
         *,
-        grid: str = "uniform",
+        grid: AbstractTimeGrid = Uniform(),
         x_T: Float[Array, "num d"] | None = None,
         save_trajectory: bool = False,
     ) -> Solution:
@@ -130,7 +130,7 @@ class MixtureKernelOracle(eqx.Module):
         ts = time_grid(schedule, num_steps, grid)
         if x_T is None:
             x_T = self.marginal(schedule, schedule.t_max).sample(k_T, num)
-        table = _table(schedule, ts)
+        table = transition_table(schedule, ts)
 
         def body(x, inputs):
             step, k = inputs
@@ -157,16 +157,3 @@ def _step(schedule: AbstractSchedule, t: Array, s: Array) -> dict[str, Array]:
         "lam_s": schedule.log_snr(s),
     }
 
-
-def _table(schedule: AbstractSchedule, ts: Array) -> dict[str, Array]:
-    """Per transition from ``ts[i]`` to ``ts[i+1]``; the last one ends at clean data (alpha 1, sigma 0)."""
-    step = _step(schedule, ts, ts)
-    end = lambda a, clean: jnp.concatenate([a[1:], jnp.full((1,), clean, a.dtype)])
-    return {
-        "alpha_t": step["alpha_t"],
-        "sigma_t": step["sigma_t"],
-        "lam_t": step["lam_t"],
-        "alpha_s": end(step["alpha_s"], 1.0),
-        "sigma_s": end(step["sigma_s"], 0.0),
-        "lam_s": end(step["lam_s"], jnp.inf),
-    }

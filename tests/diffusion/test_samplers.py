@@ -1,5 +1,7 @@
 """Samplers on analytic scores (float64): a 2D GMM's modes and moments, convergence orders on Gaussian data, exact
-identities between samplers, guidance, NFE and recompilation (specs/diffusion_smd.md, Oracles)."""
+identities between samplers, guidance, NFE and recompilation. The oracles: Song et al., "Score-Based Generative
+Modeling through Stochastic Differential Equations", ICLR 2021 (the noised GMM's score in closed form); Ho et al.
+2020, eq. 7 and Algorithm 2; Song, Meng, Ermon, "Denoising Diffusion Implicit Models", ICLR 2021."""
 
 import diffrax
 import equinox as eqx
@@ -15,14 +17,23 @@ from genflow.diffusion import (
     PredictorCorrector,
     ProbabilityFlow,
     ReverseSDE,
+    AncestralPredictor,
+    BetaVariance,
+    EDMGrid,
+    LangevinCorrector,
+    LinearBetas,
+    NoPredictor,
+    SigmaVariable,
+    TimeVariable,
+    Uniform,
     VESchedule,
     VPSchedule,
-    classifier_free_guidance,
     gaussian_posterior,
     make_sampler,
 )
 from genflow.metrics import energy_distance
-from genflow.solvers import DiffraxSDE, EulerMaruyama, Heun
+from genflow.nn import guided as cfg_guided
+from genflow.solvers import RK4, DiffraxODE, DiffraxSDE, Euler, EulerMaruyama, Heun, StochasticHeun
 
 from ._oracle import COVS, MEANS, WEIGHTS, assign_modes, component_score, gmm_score
 
@@ -35,11 +46,11 @@ N_ED, ED_MAX = 2000, 1.5e-2
 SAMPLERS = {
     "ddpm_respaced": (lambda: DiscreteSchedule(1000), lambda: Ancestral(250)),
     "ddim": (VPSchedule, lambda: DDIM(50)),
-    "reverse_sde_em": (VPSchedule, lambda: ReverseSDE("euler_maruyama", 500)),
-    "pc_langevin_ve": (VESchedule, lambda: PredictorCorrector(250, snr=0.16)),
-    "pf_euler": (VPSchedule, lambda: ProbabilityFlow("euler", 100, grid="uniform", variable="t")),
-    "pf_heun_edm": (VPSchedule, lambda: ProbabilityFlow("heun", 20)),
-    "pf_tsit5": (VPSchedule, lambda: ProbabilityFlow("tsit5", rtol=1e-5, atol=1e-5)),
+    "reverse_sde_em": (VPSchedule, lambda: ReverseSDE(EulerMaruyama(500))),
+    "pc_langevin_ve": (VESchedule, lambda: PredictorCorrector(250, corrector=LangevinCorrector(snr=0.16))),
+    "pf_euler": (VPSchedule, lambda: ProbabilityFlow(Euler(100), grid=Uniform(), variable=TimeVariable())),
+    "pf_heun_edm": (VPSchedule, lambda: ProbabilityFlow(Heun(20))),
+    "pf_tsit5": (VPSchedule, lambda: ProbabilityFlow(DiffraxODE(diffrax.Tsit5(), rtol=1e-5, atol=1e-5))),
 }
 
 
@@ -121,8 +132,8 @@ def test_convergence_orders(x64):
     cases = {
         # DDIM ends on x0_hat at t_min, which is affine in x: compare with the exact path's x0_hat.
         "ddim": (1, lambda n: DDIM(n + 1), denoised(schedule.t_min, exact)),
-        "euler": (1, lambda n: ProbabilityFlow("euler", n, grid="uniform", variable="t", denoise_final=False), exact),
-        "heun_edm": (2, lambda n: ProbabilityFlow("heun", n, grid="edm", denoise_final=False), exact),
+        "euler": (1, lambda n: ProbabilityFlow(Euler(n), grid=Uniform(), variable=TimeVariable(), denoise_final=False), exact),
+        "heun_edm": (2, lambda n: ProbabilityFlow(Heun(n), grid=EDMGrid(), denoise_final=False), exact),
     }
 
     @jax.jit
@@ -145,7 +156,7 @@ def test_ddim_is_euler_in_edm_variables_and_ancestral_at_eta_one(x64):
     x_T = jax.random.normal(jax.random.key(0), (64, 2))
     samplers = [
         DDIM(20),
-        ProbabilityFlow("euler", 19, grid="uniform", variable="sigma"),
+        ProbabilityFlow(Euler(19), grid=Uniform(), variable=SigmaVariable()),
         DDIM(20, eta=1.0),
         Ancestral(20),
     ]
@@ -173,7 +184,7 @@ def test_posterior_is_ho_et_al_eq_7(x64):
 def test_ancestral_on_the_discrete_chain_is_ho_et_al_algorithm_2(x64):
     """Respaced DDPM (10 of the 40 steps of a chain, evenly spaced from n=40 to n=1), written out as in Ho et al.
     (2020) with the same noise."""
-    schedule = DiscreteSchedule(40, beta_end=0.2)
+    schedule = DiscreteSchedule(40, LinearBetas(beta_end=0.2))
     score = jax.jit(gmm_score(schedule))
     x_T = jax.random.normal(jax.random.key(3), (16, 2))
     key = jax.random.key(4)
@@ -200,12 +211,12 @@ def test_nfe_and_trajectories(x64):
     cases = [
         (Ancestral(7), 7, 8),
         (DDIM(7), 7, 8),
-        (ReverseSDE("euler_maruyama", 7), 8, 9),
-        (ReverseSDE("stochastic_heun", 7, denoise_final=False), 14, 8),
-        (PredictorCorrector(7, corrector_steps=2), 22, 9),
-        (PredictorCorrector(7, predictor="none", corrector_steps=1, denoise_final=False), 7, 8),
-        (ProbabilityFlow("heun", 7), 15, 9),
-        (ProbabilityFlow("rk4", 7, variable="t", denoise_final=False), 28, 8),
+        (ReverseSDE(EulerMaruyama(7)), 8, 9),
+        (ReverseSDE(StochasticHeun(7), denoise_final=False), 14, 8),
+        (PredictorCorrector(7, corrector=LangevinCorrector(num_steps=2)), 22, 9),
+        (PredictorCorrector(7, predictor=NoPredictor(), corrector=LangevinCorrector(num_steps=1), denoise_final=False), 7, 8),
+        (ProbabilityFlow(Heun(7)), 15, 9),
+        (ProbabilityFlow(RK4(7), variable=TimeVariable(), denoise_final=False), 28, 8),
     ]
     for sampler, nfe, length in cases:
         # traced, not compiled: a fixed-step sampler's NFE is a static count
@@ -214,7 +225,7 @@ def test_nfe_and_trajectories(x64):
         )
         assert int(sol.nfe) == nfe, sampler
         assert sol.ys.shape == (length, 3, 2), sampler
-    sol = eqx.filter_jit(ProbabilityFlow("heun", 4).sample)(score, schedule, x_T, key=None, save_trajectory=True)
+    sol = eqx.filter_jit(ProbabilityFlow(Heun(4)).sample)(score, schedule, x_T, key=None, save_trajectory=True)
     np.testing.assert_allclose(sol.ys[-1], sol.y)
     np.testing.assert_allclose(sol.ys[0], x_T)
 
@@ -224,14 +235,23 @@ def test_plain_solvers_become_diffusion_samplers():
     assert isinstance(make_sampler(EulerMaruyama(num_steps=5)), ReverseSDE)
     with pytest.raises(ValueError, match="sampler=.*is invalid"):
         make_sampler("heun")
-    with pytest.raises(ValueError, match="solver='rk45' is invalid"):
+    with pytest.raises(ValueError, match="solver='rk45' is invalid; allowed: an ODE solver module"):
         ProbabilityFlow("rk45")
-    with pytest.raises(ValueError, match="grid='cosine' is invalid"):
+    with pytest.raises(ValueError, match="solver=Heun.* is invalid; allowed: an SDE solver module"):
+        ReverseSDE(Heun(5))
+    with pytest.raises(ValueError, match="grid='cosine' is invalid; allowed: a time grid module"):
         DDIM(10, grid="cosine")
-    with pytest.raises(ValueError, match="variance='small'"):
+    with pytest.raises(ValueError, match="rho=0.0 is invalid"):
+        EDMGrid(rho=0.0)
+    with pytest.raises(ValueError, match="variance='small' is invalid; allowed: a reverse-variance module"):
         Ancestral(10, variance="small")
-    with pytest.raises(ValueError, match="predictor='langevin'"):
+    with pytest.raises(ValueError, match="predictor='langevin' is invalid; allowed: a predictor module"):
         PredictorCorrector(10, predictor="langevin")
+    with pytest.raises(ValueError, match="variable='t' is invalid"):
+        ProbabilityFlow(Heun(5), variable="t")
+    with pytest.raises(ValueError, match="corrector=.* NoPredictor"):
+        PredictorCorrector(10, predictor=NoPredictor(), corrector=LangevinCorrector(num_steps=0))
+    assert isinstance(Ancestral(10, variance=BetaVariance()).variance, BetaVariance)
 
 
 @pytest.mark.slow  # diffrax's SDE solvers take a while to compile
@@ -251,10 +271,14 @@ def test_classifier_free_guidance_limits(x64):
     x = jax.random.normal(jax.random.key(0), (10, 2)) * 2
     t = jnp.array([0.05, 0.5, 0.9])[:, None, None]
 
+    # A per-example field with cond=None the unconditional score (as DiffusionModel.score), guided by genflow.nn.
+    field = lambda ti, xi, c=None: (uncond if c is None else cond)(ti, xi[None])[0]
+
     @jax.jit
     def scores(w):
         over_t = lambda fn: jax.vmap(fn, in_axes=(0, None))(t[:, 0, 0], x)
-        return over_t(classifier_free_guidance(cond, uncond, w)), over_t(uncond), over_t(cond)
+        guided_field = lambda ti, xs: jax.vmap(cfg_guided(field, w), in_axes=(None, 0, None))(ti, xs, 1)
+        return over_t(guided_field), over_t(uncond), over_t(cond)
 
     guided, s_u, s_c = scores(0.0)
     np.testing.assert_allclose(guided, s_u, rtol=1e-12)
@@ -276,4 +300,4 @@ def test_no_recompilation_across_calls(x64):
 
     for i in range(3):
         # rebuilt each call: equal static fields hash equal, so the compiled program is reused
-        draw(PredictorCorrector(5, predictor="ancestral"), jax.random.key(i), jnp.ones((4, 2)) * i)
+        draw(PredictorCorrector(5, predictor=AncestralPredictor()), jax.random.key(i), jnp.ones((4, 2)) * i)
