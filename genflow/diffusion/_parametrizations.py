@@ -34,59 +34,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-KINDS = ("eps", "x0", "v", "score", "denoiser")
-
-
-def _to_eps(value: Array, kind: str, x: Array, alpha: ArrayLike, sigma: ArrayLike) -> Array:
-    if kind == "eps":
-        return value
-    if kind in ("x0", "denoiser"):
-        return (x - alpha * value) / sigma
-    if kind == "v":
-        return (sigma * x + alpha * value) / (alpha**2 + sigma**2)
-    return -sigma * value  # score
-
-
-def _to_x0(value: Array, kind: str, x: Array, alpha: ArrayLike, sigma: ArrayLike) -> Array:
-    if kind in ("x0", "denoiser"):
-        return value
-    if kind == "eps":
-        return (x - sigma * value) / alpha
-    if kind == "v":
-        return (alpha * x - sigma * value) / (alpha**2 + sigma**2)
-    return (x + sigma**2 * value) / alpha  # score
-
-
-def convert(
-    value: Float[Array, "*shape"],
-    source: str,
-    target: str,
-    x: Float[Array, "*shape"],
-    alpha: ArrayLike,
-    sigma: ArrayLike,
-) -> Float[Array, "*shape"]:
-    """Convert a prediction at ``x = alpha x0 + sigma eps`` from one parametrization to another.
-
-    Args:
-        value: the prediction, in the space ``source``.
-        source, target: one of ``eps, x0, v, score, denoiser`` (``denoiser`` is EDM's ``D``, the same as ``x0``).
-        x: the noisy point.
-        alpha, sigma: the schedule at the point's time (broadcast against ``x``).
-    """
-    for name, kind in (("source", source), ("target", target)):
-        if kind not in KINDS:
-            raise ValueError(f"{name}={kind!r} is invalid; allowed: {', '.join(KINDS)}")
-    if source == target or {source, target} == {"x0", "denoiser"}:
-        return value
-    if target == "eps":
-        return _to_eps(value, source, x, alpha, sigma)
-    if target in ("x0", "denoiser"):
-        return _to_x0(value, source, x, alpha, sigma)
-    eps, x0 = _to_eps(value, source, x, alpha, sigma), _to_x0(value, source, x, alpha, sigma)
-    if target == "v":
-        return alpha * eps - sigma * x0
-    return -eps / sigma  # score
-
+from genflow._checks import check_instance
 
 def _call(net: Callable, t, x: Array, cond: Any) -> Array:
     return net(t, x) if cond is None else net(t, x, cond)
@@ -119,7 +67,7 @@ class EpsilonPrediction(AbstractParametrization):
         return _call(net, t, x, cond)
 
     def x0_eps(self, out, x, alpha, sigma):
-        return _to_x0(out, "eps", x, alpha, sigma), out
+        return (x - sigma * out) / alpha, out
 
     def target(self, x0, eps, x, alpha, sigma):
         return eps
@@ -135,7 +83,7 @@ class DataPrediction(AbstractParametrization):
         return _call(net, t, x, cond)
 
     def x0_eps(self, out, x, alpha, sigma):
-        return out, _to_eps(out, "x0", x, alpha, sigma)
+        return out, (x - alpha * out) / sigma
 
     def target(self, x0, eps, x, alpha, sigma):
         return x0
@@ -151,7 +99,8 @@ class VelocityPrediction(AbstractParametrization):
         return _call(net, t, x, cond)
 
     def x0_eps(self, out, x, alpha, sigma):
-        return _to_x0(out, "v", x, alpha, sigma), _to_eps(out, "v", x, alpha, sigma)
+        norm = alpha**2 + sigma**2
+        return (alpha * x - sigma * out) / norm, (sigma * x + alpha * out) / norm
 
     def target(self, x0, eps, x, alpha, sigma):
         return alpha * eps - sigma * x0
@@ -167,7 +116,7 @@ class ScorePrediction(AbstractParametrization):
         return _call(net, t, x, cond)
 
     def x0_eps(self, out, x, alpha, sigma):
-        return _to_x0(out, "score", x, alpha, sigma), -sigma * out
+        return (x + sigma**2 * out) / alpha, -sigma * out
 
     def target(self, x0, eps, x, alpha, sigma):
         return -eps / sigma
@@ -225,3 +174,31 @@ class EDMPreconditioning(AbstractParametrization):
     def eps_factor(self, alpha, sigma):
         s = sigma / alpha
         return -self.coefficients(s)[1] / s
+
+
+_CHOICES = "a parametrization module: EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning()"
+
+
+def convert(
+    value: Float[Array, "*shape"],
+    source: AbstractParametrization,
+    target: AbstractParametrization,
+    x: Float[Array, "*shape"],
+    alpha: ArrayLike,
+    sigma: ArrayLike,
+) -> Float[Array, "*shape"]:
+    """Convert a prediction at ``x = alpha x0 + sigma eps`` from one parametrization's output to another's, through
+    ``(x0_hat, eps_hat) = source.x0_eps(value)`` and ``target.target(x0_hat, eps_hat)``.
+
+    Args:
+        value: the raw output of ``source``.
+        source, target: parametrization modules (``DataPrediction()`` is also EDM's denoiser ``D``).
+        x: the noisy point.
+        alpha, sigma: the schedule at the point's time (broadcast against ``x``).
+    """
+    for name, p in (("source", source), ("target", target)):
+        check_instance(name, p, AbstractParametrization, _CHOICES)
+    if source == target:
+        return value
+    x0, eps = source.x0_eps(value, x, alpha, sigma)
+    return target.target(x0, eps, x, alpha, sigma)

@@ -1,4 +1,5 @@
-"""Closed-form noised Gaussian mixtures in 2D (specs/diffusion_smd.md, Oracles), without linear-algebra calls.
+"""Closed-form noised Gaussian mixtures in 2D, without linear-algebra calls (the Gaussian-mixture score oracle of
+Song et al., "Score-Based Generative Modeling through Stochastic Differential Equations", ICLR 2021).
 
 p0 = sum_k w_k N(mu_k, S_k) stays a mixture under noising: p_t = sum_k w_k N(alpha mu_k, C_k), C_k = alpha^2 S_k +
 sigma^2 I, with score -sum_k r_k C_k^{-1} (x - alpha mu_k). The 2x2 inverses are written out, so the score can be

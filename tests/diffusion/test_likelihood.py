@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 
 from genflow.diffusion import (
+    BetaVariance,
     DiffusionModel,
     DiscreteSchedule,
+    DiscretizedDecoder,
+    LinearBetas,
+    PosteriorVariance,
     VESchedule,
     VPSchedule,
     ddpm_vlb,
@@ -118,7 +122,7 @@ def test_hutchinson_is_unbiased_and_rademacher_beats_gaussian(x64):
 
 
 def _stationary_bound(variance, reps=1000, num_terms=None):
-    schedule = DiscreteSchedule(50, beta_end=0.2)
+    schedule = DiscreteSchedule(50, LinearBetas(beta_end=0.2))
     score = lambda t, x: -x  # p_t = N(0, 1) at every t
     x0 = jnp.array([-1.5, 0.3, 2.0])
     batch = jnp.repeat(x0, reps)[:, None]
@@ -131,7 +135,7 @@ def _stationary_bound(variance, reps=1000, num_terms=None):
 def test_ddpm_bound_is_tight_for_stationary_data(x64):
     """Data N(0, 1) is stationary under the VP chain, so with beta_n variances the reverse kernels, the decoder
     and the prior are all exact: the bound's expectation equals -log p(x0) (Ho et al. 2020, eq. 5)."""
-    terms, total, nll = _stationary_bound("beta")
+    terms, total, nll = _stationary_bound(BetaVariance())
     mean, se = total.mean(1), total.std(1) / math.sqrt(total.shape[1])
     np.testing.assert_array_less(np.abs(mean - nll), 5 * se)
     assert terms.nfe == 50
@@ -140,14 +144,14 @@ def test_ddpm_bound_is_tight_for_stationary_data(x64):
 
 @pytest.mark.slow
 def test_ddpm_bound_with_posterior_variances_is_looser(x64):
-    _, total, nll = _stationary_bound("posterior")
+    _, total, nll = _stationary_bound(PosteriorVariance())
     assert np.all(total.mean(1) > nll)
 
 
 @pytest.mark.slow
 def test_stratified_ddpm_bound_is_unbiased(x64):
     """Seven of the 49 KL terms, one per stratum and weighted by its size, estimate the same bound."""
-    terms, total, nll = _stationary_bound("beta", reps=4000, num_terms=7)
+    terms, total, nll = _stationary_bound(BetaVariance(), reps=4000, num_terms=7)
     assert terms.nfe == 8
     mean, se = total.mean(1), total.std(1) / math.sqrt(total.shape[1])
     np.testing.assert_array_less(np.abs(mean - nll), 5 * se)
@@ -169,7 +173,7 @@ def test_discretized_decoder_is_a_distribution(x64):
 @pytest.mark.slow  # plumbing of the model's likelihood methods; the oracles are the tests above
 def test_model_bits_per_dim_and_bound_on_analytic_nets(x64):
     """The model's likelihood methods on a 'network' that returns the exact eps of N(0, I) data."""
-    schedule = DiscreteSchedule(50, beta_end=0.2)
+    schedule = DiscreteSchedule(50, LinearBetas(beta_end=0.2))
     net = lambda t, x: schedule.sigma(t) * x  # eps = -sigma * score = sigma x for N(0, I) data
     # For N(0, I) data on a VP schedule the probability-flow field f x - g^2 s / 2 = (f + g^2 / 2) x vanishes, so
     # any solver is exact and log p_t(x) = log N(x; 0, I).
@@ -180,5 +184,5 @@ def test_model_bits_per_dim_and_bound_on_analytic_nets(x64):
     x_deq = x + (jax.random.uniform(jax.random.split(key)[0], x.shape) - 0.5) / 8
     logp = jnp.sum(-0.5 * x_deq**2 - 0.5 * math.log(2 * math.pi), axis=(1, 2, 3))
     np.testing.assert_allclose(bpd, (-logp + 4 * math.log(8)) / (4 * math.log(2)), atol=1e-6)
-    vlb = model.vlb(x, key=key, decoder="discretized", bin_width=1 / 8)
+    vlb = model.vlb(x, key=key, decoder=DiscretizedDecoder(bin_width=1 / 8))
     assert vlb.total.shape == (3,) and np.all(np.isfinite(np.asarray(vlb.total)))

@@ -10,13 +10,24 @@ import pytest
 from genflow import AbstractDensityModel
 from genflow.diffusion import (
     DDIM,
-    PARAMETRIZATIONS,
     Ancestral,
+    DataPrediction,
     DiffusionModel,
     DiscreteSchedule,
     EDMPreconditioning,
     EDMSchedule,
+    EDMWeighting,
+    EpsilonPrediction,
+    ImportanceTime,
+    LikelihoodWeighting,
+    LogNormalTime,
+    MinSNRWeighting,
+    NoWeighting,
     ProbabilityFlow,
+    ScorePrediction,
+    SNRWeighting,
+    StratifiedTime,
+    VelocityPrediction,
     VPSchedule,
 )
 from genflow.metrics import energy_distance
@@ -25,6 +36,8 @@ from genflow.solvers import Euler, EulerMaruyama, Heun, Hutchinson
 from genflow.train import Trainer, make_optimizer
 
 from ._oracle import COVS, MEANS, WEIGHTS, component_score, gmm_score, mixture
+
+PARAMETRIZATIONS = (EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning())
 
 
 def _analytic_net(schedule, param, score):
@@ -55,8 +68,8 @@ def test_every_parametrization_gives_back_the_score(x64):
             score = gmm_score(schedule)
             ts = jnp.array([schedule.t_min * 3, 0.3 * schedule.t_max, 0.9 * schedule.t_max])
             want = jax.vmap(lambda t: score(t, x))(ts)
-            for name, make in PARAMETRIZATIONS.items():
-                param = make()
+            for param in PARAMETRIZATIONS:
+                name = type(param).__name__
                 net = _analytic_net(schedule, param, score)
                 model = DiffusionModel(net, (2,), schedule=schedule, parametrization=param)
                 out[type(schedule).__name__, name] = (jax.vmap(lambda t: model.batched_score()(t, x))(ts), want)
@@ -94,12 +107,13 @@ def test_every_objective_trains_on_images_and_vectors():
     mlp = MLP(2, width=16, depth=1, emb_dim=16, key=jax.random.key(2))
     vectors = jax.random.normal(jax.random.key(3), (8, 2))
     configs = [
-        (unet, images, dict(schedule=DiscreteSchedule(100), parametrization="eps", weighting="none")),
-        (mlp, vectors, dict(parametrization="v", weighting="min_snr", time_sampler="stratified")),
-        (mlp, vectors, dict(parametrization="x0", weighting="snr")),
-        (mlp, vectors, dict(parametrization="score", weighting="likelihood", time_sampler="importance")),
-        (mlp, vectors, dict(schedule=EDMSchedule(), parametrization="edm", weighting="none", time_sampler="lognormal")),
-        (mlp, vectors, dict(parametrization="edm", weighting="edm", time_sampler="lognormal")),
+        (unet, images, dict(schedule=DiscreteSchedule(100), parametrization=EpsilonPrediction(), weighting=NoWeighting())),
+        (mlp, vectors, dict(parametrization=VelocityPrediction(), weighting=MinSNRWeighting(), time_sampler=StratifiedTime())),
+        (mlp, vectors, dict(parametrization=DataPrediction(), weighting=SNRWeighting())),
+        (mlp, vectors, dict(parametrization=ScorePrediction(), weighting=LikelihoodWeighting(), time_sampler=ImportanceTime())),
+        (mlp, vectors, dict(schedule=EDMSchedule(), parametrization=EDMPreconditioning(), weighting=NoWeighting(),
+                                 time_sampler=LogNormalTime())),
+        (mlp, vectors, dict(parametrization=EDMPreconditioning(), weighting=EDMWeighting(), time_sampler=LogNormalTime())),
     ]
 
     @jax.jit
@@ -117,7 +131,7 @@ def test_every_objective_trains_on_images_and_vectors():
 
 def test_bad_arguments_are_rejected():
     net = lambda t, x: x
-    with pytest.raises(ValueError, match="parametrization='noise' is invalid"):
+    with pytest.raises(ValueError, match="parametrization='noise' is invalid; allowed: EpsilonPrediction()"):
         DiffusionModel(net, (2,), parametrization="noise")
     with pytest.raises(ValueError, match="sampler=.*is invalid"):
         DiffusionModel(net, (2,), sampler="ddpm")
@@ -144,7 +158,7 @@ def _class_net(schedule):
 @pytest.mark.slow  # plumbing; config smoke tests and the oracles cover the fast path
 def test_guidance_through_the_model(x64):
     schedule = VPSchedule()
-    model = DiffusionModel(_class_net(schedule), (2,), schedule=schedule, sampler=ProbabilityFlow("heun", 20))
+    model = DiffusionModel(_class_net(schedule), (2,), schedule=schedule, sampler=ProbabilityFlow(Heun(20)))
     x = jax.random.normal(jax.random.key(0), (6, 2)) * 2
     labels = jnp.array([0, 1, 2, 0, 1, 2])
     t = 0.4

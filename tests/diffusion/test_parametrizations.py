@@ -1,4 +1,5 @@
-"""Parametrizations: exact round trips (float64), the spec's identities, and loss weights that agree across spaces."""
+"""Parametrizations: exact round trips (float64), the identities of Song et al. 2021 and Karras et al. 2022 (Table 1),
+and loss weights that agree across spaces."""
 
 import itertools
 
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 
 from genflow.diffusion import (
-    PARAMETRIZATIONS,
     DataPrediction,
     EDMPreconditioning,
     EDMWeighting,
     EpsilonPrediction,
+    LikelihoodWeighting,
     MinSNRWeighting,
     NoWeighting,
     ScorePrediction,
@@ -20,10 +21,23 @@ from genflow.diffusion import (
     VelocityPrediction,
     VPSchedule,
     convert,
-    make_weighting,
     network_weight,
 )
-from genflow.diffusion._parametrizations import KINDS
+
+PARAMS = {
+    "eps": EpsilonPrediction(),
+    "x0": DataPrediction(),  # also EDM's denoiser D
+    "v": VelocityPrediction(),
+    "score": ScorePrediction(),
+    "edm": EDMPreconditioning(),
+}
+WEIGHTINGS = {
+    "none": NoWeighting(),
+    "snr": SNRWeighting(),
+    "min_snr": MinSNRWeighting(),
+    "likelihood": LikelihoodWeighting(),
+    "edm": EDMWeighting(),
+}
 
 # (alpha, sigma): variance preserving, variance exploding, and neither.
 SCALES = [(0.8, 0.6), (1.0, 5.0), (0.7, 1.3)]
@@ -32,11 +46,12 @@ SCALES = [(0.8, 0.6), (1.0, 5.0), (0.7, 1.3)]
 @jax.jit
 def _round_trips(x0, eps, alpha, sigma):
     x = alpha * x0 + sigma * eps
-    truth = {"eps": eps, "x0": x0, "v": alpha * eps - sigma * x0, "score": -eps / sigma, "denoiser": x0}
+    truth = {"eps": eps, "x0": x0, "v": alpha * eps - sigma * x0, "score": -eps / sigma}
+    truth["edm"] = PARAMS["edm"].target(x0, eps, x, alpha, sigma)  # EDM's F
     out = {}
-    for a, b in itertools.product(KINDS, KINDS):
-        there = convert(truth[a], a, b, x, alpha, sigma)
-        out[a, b] = (there, truth[b], convert(there, b, a, x, alpha, sigma), truth[a])
+    for a, b in itertools.product(PARAMS, PARAMS):
+        there = convert(truth[a], PARAMS[a], PARAMS[b], x, alpha, sigma)
+        out[a, b] = (there, truth[b], convert(there, PARAMS[b], PARAMS[a], x, alpha, sigma), truth[a])
     return out
 
 
@@ -55,11 +70,11 @@ def test_spec_identities(x64):
     x, s = jax.random.normal(k1, (4, 2)), jax.random.normal(k2, (4, 2))
     sigma = 0.7
     # EDM (alpha = 1): D(x; sigma) = x + sigma^2 score; and x0_hat = (x + sigma^2 score) / alpha in general.
-    np.testing.assert_allclose(convert(s, "score", "denoiser", x, 1.0, sigma), x + sigma**2 * s, rtol=1e-14)
-    np.testing.assert_allclose(convert(s, "score", "x0", x, 0.6, 0.8), (x + 0.64 * s) / 0.6, rtol=1e-14)
-    np.testing.assert_allclose(convert(s, "score", "eps", x, 0.6, 0.8), -0.8 * s, rtol=1e-14)
-    with pytest.raises(ValueError, match="allowed: eps, x0, v, score, denoiser"):
-        convert(s, "noise", "eps", x, 1.0, 1.0)
+    np.testing.assert_allclose(convert(s, ScorePrediction(), DataPrediction(), x, 1.0, sigma), x + sigma**2 * s, rtol=1e-14)
+    np.testing.assert_allclose(convert(s, ScorePrediction(), DataPrediction(), x, 0.6, 0.8), (x + 0.64 * s) / 0.6, rtol=1e-14)
+    np.testing.assert_allclose(convert(s, ScorePrediction(), EpsilonPrediction(), x, 0.6, 0.8), -0.8 * s, rtol=1e-14)
+    with pytest.raises(ValueError, match="source='noise' is invalid; allowed: a parametrization module"):
+        convert(s, "noise", EpsilonPrediction(), x, 1.0, 1.0)
 
 
 def test_exact_output_recovers_x0_and_eps(x64):
@@ -70,8 +85,7 @@ def test_exact_output_recovers_x0_and_eps(x64):
     @jax.jit
     def recover():
         out = {}
-        for name, make in PARAMETRIZATIONS.items():
-            param = make()
+        for name, param in PARAMS.items():
             for i, (alpha, sigma) in enumerate(SCALES):
                 x = alpha * x0 + sigma * eps
                 target = param.target(x0, eps, x, alpha, sigma)
@@ -134,7 +148,7 @@ def test_weights_agree_across_parametrizations(x64):
                 # the raw output that gives x0_hat: the target evaluated at (x0_hat, eps_hat)
                 out = p.target(x0_hat, eps_hat, x, alpha, sigma)
                 target = p.target(x0, eps, x, alpha, sigma)
-                w = network_weight(make_weighting(name), schedule, p, t[:, 0])
+                w = network_weight(WEIGHTINGS[name], schedule, p, t[:, 0])
                 losses[name, type(p).__name__] = w * jnp.sum((out - target) ** 2, axis=-1)
         return losses, expected_x0_weight
 

@@ -11,8 +11,13 @@ from genflow.diffusion import (
     CosineSchedule,
     DiscreteSchedule,
     EDMSchedule,
+    LinearBetas,
     SubVPSchedule,
     VESchedule,
+    CosineBetas,
+    EDMGrid,
+    LogSNRGrid,
+    Uniform,
     VPSchedule,
     time_grid,
 )
@@ -24,8 +29,8 @@ SCHEDULES = {
     "ve": VESchedule,
     "cosine": CosineSchedule,
     "edm": EDMSchedule,
-    "ddpm_linear": lambda: DiscreteSchedule(1000, "linear"),
-    "ddpm_cosine": lambda: DiscreteSchedule(1000, "cosine"),
+    "ddpm_linear": lambda: DiscreteSchedule(1000),
+    "ddpm_cosine": lambda: DiscreteSchedule(1000, CosineBetas()),
 }
 
 
@@ -105,7 +110,7 @@ def test_song_sde_coefficients(x64):
 
 
 def test_discrete_linear_chain_alphabar(x64):
-    s = DiscreteSchedule(1000, "linear")
+    s = DiscreteSchedule(1000)
     betas = np.linspace(1e-4, 0.02, 1000)
     alphabar = np.cumprod(1 - betas)
     n = jnp.arange(0, 1001)
@@ -119,7 +124,7 @@ def test_discrete_linear_chain_alphabar(x64):
 
 
 def test_discrete_cosine_chain_alphabar(x64):
-    s = DiscreteSchedule(1000, "cosine")
+    s = DiscreteSchedule(1000, CosineBetas())
     f = np.cos((np.arange(1001) / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2
     alphabar = f[1:] / f[0]
     betas = np.asarray(s.betas)
@@ -133,12 +138,12 @@ def test_discrete_cosine_chain_alphabar(x64):
 @pytest.mark.slow
 def test_time_grids_are_decreasing_and_pinned(x64):
     schedules = {name: make() for name, make in SCHEDULES.items()}
-    kinds = ("uniform", "edm", "log_snr")
+    kinds = {"uniform": Uniform(), "edm": EDMGrid(), "log_snr": LogSNRGrid()}
     grids, edm, chain = jax.jit(
         lambda: (
-            {(name, kind): time_grid(s, 12, kind) for name, s in schedules.items() for kind in kinds},
-            time_grid(EDMSchedule(), 5, "edm"),
-            time_grid(DiscreteSchedule(1000), 7, "uniform"),
+            {(name, kind): time_grid(s, 12, grid) for name, s in schedules.items() for kind, grid in kinds.items()},
+            time_grid(EDMSchedule(), 5, EDMGrid()),
+            time_grid(DiscreteSchedule(1000), 7, Uniform()),
         )
     )()
     for (name, kind), ts in grids.items():
@@ -163,8 +168,8 @@ def test_time_grids_are_decreasing_and_pinned(x64):
         (lambda: CosineSchedule(t_max=1.0), "t_max"),
         (lambda: VPSchedule(t_min=0.5, t_max=0.2), "t_min"),
         (lambda: DiscreteSchedule(0), "num_timesteps"),
-        (lambda: DiscreteSchedule(10, "quadratic"), "kind"),
-        (lambda: DiscreteSchedule(10, beta_end=1.5), "betas"),
+        (lambda: DiscreteSchedule(10, "quadratic"), "beta_schedule='quadratic' is invalid"),
+        (lambda: DiscreteSchedule(10, LinearBetas(beta_end=1.5)), "betas"),
     ],
 )
 def test_bad_schedules_are_rejected(make, match):

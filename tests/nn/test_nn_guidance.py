@@ -1,5 +1,7 @@
 """Classifier-free guidance helpers: condition dropout and the guided field."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +30,22 @@ def test_drop_condition_drops_whole_examples_at_the_given_rate():
     assert drop_condition(jax.random.key(0), cond, 0.0) is cond
 
 
+@pytest.mark.slow
+def test_label_dropout_on_labels_and_vectors():
+    labels = jnp.arange(10_000) % 10
+    dropped = drop_condition(jax.random.key(0), labels, 0.2, null_label=10)
+    frac = float(jnp.mean(dropped == 10))
+    assert abs(frac - 0.2) < 5 * math.sqrt(0.2 * 0.8 / 10_000)
+    kept = np.asarray(dropped != 10)
+    np.testing.assert_array_equal(np.asarray(dropped)[kept], np.asarray(labels)[kept])
+    vectors = jnp.ones((1000, 3))
+    out = drop_condition(jax.random.key(1), vectors, 0.5, None)
+    rows = np.asarray(out).sum(1)
+    assert set(np.unique(rows)) == {0.0, 3.0}
+    with pytest.raises(ValueError, match="null_label"):
+        drop_condition(jax.random.key(0), labels, 0.1, None)
+
+
 def test_guided_field_interpolates_between_unconditional_and_conditional():
     field = lambda t, x, c=None: x * 0 + (-1.0 if c is None else c)
     c = jnp.array(3.0)
@@ -36,6 +54,10 @@ def test_guided_field_interpolates_between_unconditional_and_conditional():
     np.testing.assert_allclose(guided(field, 1.0)(0.5, x, c), 3.0)
     np.testing.assert_allclose(guided(field, 2.5)(0.5, x, c), -1.0 + 2.5 * 4.0)
     np.testing.assert_allclose(guided(field, 2.5)(0.5, x, None), -1.0)
+    # A traced weight (as DiffusionModel passes it, so new weights do not recompile) gives the same fields.
+    traced = jax.jit(lambda w: guided(field, w)(0.5, x, c))
+    np.testing.assert_allclose(traced(1.0), 3.0)
+    np.testing.assert_allclose(traced(2.5), -1.0 + 2.5 * 4.0)
 
 
 def test_null_label_in_a_batch_equals_the_cond_none_embedding():

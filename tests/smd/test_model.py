@@ -7,9 +7,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genflow.diffusion import DDIM, AbstractSchedule, Ancestral, DiscreteSchedule, VPSchedule, gaussian_posterior
+from genflow.diffusion import (
+    DDIM,
+    AbstractSchedule,
+    Ancestral,
+    DataPrediction,
+    DiscreteSchedule,
+    VPSchedule,
+    gaussian_posterior,
+)
 from genflow.nn import mixture_denoiser
-from genflow.smd import MixtureKernelOracle, SMDModel
+from genflow.smd import (
+    GaussianLatent,
+    MixtureKernelOracle,
+    MixtureObjective,
+    RegressionObjective,
+    SMDModel,
+    ZeroLatent,
+)
 from genflow.train import Trainer, make_optimizer
 
 
@@ -26,9 +41,9 @@ class PosteriorDraw(eqx.Module):
         return a * x / (a**2 + s**2) + self.spread * s / jnp.sqrt(a**2 + s**2) * eta[: x.shape[0]]
 
 
-def _toy_model(spread, latent="random", schedule=None):
+def _toy_model(spread, latent=GaussianLatent(), schedule=None):
     schedule = VPSchedule() if schedule is None else schedule
-    return SMDModel(PosteriorDraw(schedule, spread), (1,), schedule, parametrization="x0", latent=latent)
+    return SMDModel(PosteriorDraw(schedule, spread), (1,), schedule, parametrization=DataPrediction(), latent=latent)
 
 
 def test_kernel_likelihood_matches_the_exact_kernel(x64):
@@ -64,7 +79,7 @@ def test_one_step_sampling_with_exact_draws_reproduces_the_data():
     for sampler in (Ancestral(num_steps=1), DDIM(num_steps=1)):
         y = _toy_model(1.0).sample(jax.random.key(1), 4000, sampler=sampler, x_T=x_T)
         assert abs(float(jnp.std(y)) - 1.0) < 0.05
-        y0 = _toy_model(1.0, latent="zero").sample(jax.random.key(1), 4000, sampler=sampler, x_T=x_T)
+        y0 = _toy_model(1.0, latent=ZeroLatent()).sample(jax.random.key(1), 4000, sampler=sampler, x_T=x_T)
         assert float(jnp.max(y0) - jnp.min(y0)) == 0.0
 
 
@@ -88,7 +103,7 @@ def test_zero_latent_is_the_same_network_without_randomness():
                            latent_width=8, latent_depth=1, key=jax.random.key(0))  # fmt: skip
     x = jax.random.normal(jax.random.key(1), (5, 2))
     rand = SMDModel(net, (2,), DiscreteSchedule(100))
-    zero = SMDModel(net, (2,), DiscreteSchedule(100), latent="zero")
+    zero = SMDModel(net, (2,), DiscreteSchedule(100), latent=ZeroLatent())
     assert float(jnp.std(rand.x0_draws(jax.random.key(2), 0.5, x, 4), axis=1).max()) > 1e-4
     assert float(jnp.std(zero.x0_draws(jax.random.key(2), 0.5, x, 4), axis=1).max()) == 0.0
     np.testing.assert_allclose(
@@ -114,17 +129,16 @@ def test_objectives_in_a_short_training_run():
 
     data = GaussianMixture.isotropic([0.5, 0.5], [[-1.0], [1.0]], 0.1)
     spreads = {}
-    for objective in ("regression", "mixture"):
+    for name, objective in (("regression", RegressionObjective()), ("mixture", MixtureObjective(num_latent_draws=8))):
         net = mixture_denoiser("mlp", data_dim=1, width=32, depth=2, emb_dim=16, eta_dim=2, latent_dim=8,
                                latent_width=16, latent_depth=1, key=jax.random.key(0))  # fmt: skip
-        model = SMDModel(net, (1,), DiscreteSchedule(100), parametrization="x0", objective=objective,
-                         num_latent_draws=8)  # fmt: skip
+        model = SMDModel(net, (1,), DiscreteSchedule(100), parametrization=DataPrediction(), objective=objective)
         opt = make_optimizer("adam", 3e-3, grad_clip=1.0)
         state = Trainer(opt, 300, 64, steps_per_call=300, progress=False, ema_decay=0.9).fit(
             model, data, key=jax.random.key(1)
         )
         x_T = jax.random.normal(jax.random.key(2), (256, 1))
-        spreads[objective] = float(jnp.mean(jnp.std(state.model.x0_draws(jax.random.key(3), 1.0, x_T, 16), axis=1)))
+        spreads[name] = float(jnp.mean(jnp.std(state.model.x0_draws(jax.random.key(3), 1.0, x_T, 16), axis=1)))
     assert spreads["mixture"] > 0.3
     assert spreads["regression"] < 0.3 * spreads["mixture"]
 
@@ -132,12 +146,12 @@ def test_objectives_in_a_short_training_run():
 def test_bad_arguments_raise():
     net = mixture_denoiser("mlp", data_dim=2, width=8, depth=1, emb_dim=8, eta_dim=2, latent_dim=4, latent_width=8,
                            latent_depth=1, key=jax.random.key(0))  # fmt: skip
-    with pytest.raises(ValueError, match="objective"):
+    with pytest.raises(ValueError, match="objective='elbo' is invalid; allowed: RegressionObjective()"):
         SMDModel(net, (2,), objective="elbo")
-    with pytest.raises(ValueError, match="latent"):
+    with pytest.raises(ValueError, match="latent='fixed' is invalid; allowed: GaussianLatent()"):
         SMDModel(net, (2,), latent="fixed")
     with pytest.raises(ValueError, match="num_latent_draws"):
-        SMDModel(net, (2,), num_latent_draws=0)
+        SMDModel(net, (2,), objective=MixtureObjective(num_latent_draws=0))
     with pytest.raises(ValueError, match="eta_dim"):
         SMDModel(lambda t, x, c: x, (2,))
     with pytest.raises(ValueError, match="kind"):
@@ -149,4 +163,4 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="unconditional"):
         SMDModel(net, (2,)).loss(jax.random.key(0), {"x": jnp.zeros((4, 2)), "cond": jnp.zeros(4, jnp.int32)})
     with pytest.raises(ValueError, match="at least 2 steps"):
-        SMDModel(net, (2,), DiscreteSchedule(1), objective="mixture").loss(jax.random.key(0), jnp.zeros((4, 2)))
+        SMDModel(net, (2,), DiscreteSchedule(1), objective=MixtureObjective()).loss(jax.random.key(0), jnp.zeros((4, 2)))

@@ -1,4 +1,5 @@
-"""The exact mixture-kernel oracle (specs/diffusion_smd.md, SMD): Bayes' rule, agreement with the diffusion family,
+"""The exact mixture-kernel oracle (the true reverse kernel of Gaussian-mixture data, Li, van Breugel, van der Schaar,
+"Soft Mixture Denoising", ICLR 2024, section 3): Bayes' rule, agreement with the diffusion family,
 exact sampling at any number of steps, and the Gaussian kernel's collapse at few steps."""
 
 import jax
