@@ -18,7 +18,7 @@ from genflow.flows import Flow, coupling_flow
 from genflow.interpolants import FlowMatching, IndependentCoupling, LinearInterpolant, SqrtGamma, StochasticInterpolant
 from genflow.nn import MLP, mixture_denoiser
 from genflow.smd import SMDModel
-from genflow.solvers import Euler, EulerMaruyama
+from genflow.solvers import Euler, EulerMaruyama, Heun
 from genflow.train import Trainer, make_optimizer
 
 TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
@@ -120,7 +120,7 @@ def test_interpolant_samplers_trace_once():
     assert_no_retrace(lambda k: fm.log_prob(x, key=k))
 
 
-@pytest.mark.parametrize("sampler", [Ancestral(8), ProbabilityFlow("heun", 4)], ids=["ancestral", "pf_heun"])
+@pytest.mark.parametrize("sampler", [Ancestral(8), ProbabilityFlow(Heun(4))], ids=["ancestral", "pf_heun"])
 def test_diffusion_samplers_trace_once(sampler):
     model = diffusion()
     assert_no_retrace(lambda k: model.sample(k, 64, sampler=sampler))
