@@ -52,8 +52,9 @@ from genflow.metrics import nll_bits_per_dim
 from genflow.nn import drop_condition, guided
 from genflow.solvers import AbstractDivergence, AbstractODESolver, DiffraxODE, Exact, Solution
 
-
-_PARAMETRIZATIONS = "EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning()"
+_PARAMETRIZATIONS = (
+    "EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning()"
+)
 _WEIGHTINGS = "NoWeighting(), SNRWeighting(), MinSNRWeighting(), LikelihoodWeighting(), EDMWeighting()"
 _TIME_SAMPLERS = "UniformTime(), StratifiedTime(), ImportanceTime(), LogNormalTime()"
 
@@ -229,7 +230,9 @@ class DiffusionModel(AbstractSolvableDensityModel):
         (``cond``, ``solver``, ``divergence``) as in :meth:`log_prob_terms`."""
         return self.log_prob_terms(x, key=key, **opts).log_prob
 
-    def bits_per_dim(self, x: Float[Array, "num ..."], *, key: PRNGKeyArray, bin_width: float, **opts) -> Float[Array, " num"]:
+    def bits_per_dim(
+        self, x: Float[Array, "num ..."], *, key: PRNGKeyArray, bin_width: float, **opts
+    ) -> Float[Array, " num"]:
         """Negative log-likelihood of quantized data in bits/dim, with uniform dequantization; ``opts`` (``cond``,
         ``solver``, ``divergence``) as in :meth:`log_prob_terms`.
 

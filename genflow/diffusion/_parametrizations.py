@@ -36,6 +36,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from genflow._checks import check_instance
 
+
 def _call(net: Callable, t, x: Array, cond: Any) -> Array:
     return net(t, x) if cond is None else net(t, x, cond)
 
@@ -176,7 +177,10 @@ class EDMPreconditioning(AbstractParametrization):
         return -self.coefficients(s)[1] / s
 
 
-_CHOICES = "a parametrization module: EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning()"
+_CHOICES = (
+    "a parametrization module: EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), "
+    "EDMPreconditioning()"
+)
 
 
 def convert(

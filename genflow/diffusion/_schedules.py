@@ -445,7 +445,9 @@ class DiscreteSchedule(AbstractSchedule):
 
     def __init__(self, num_timesteps: int = 1000, beta_schedule: AbstractBetas = LinearBetas()):
         check_positive_int("num_timesteps", num_timesteps)
-        check_instance("beta_schedule", beta_schedule, AbstractBetas, "LinearBetas(beta_start, beta_end), CosineBetas(s)")
+        check_instance(
+            "beta_schedule", beta_schedule, AbstractBetas, "LinearBetas(beta_start, beta_end), CosineBetas(s)"
+        )
         betas = beta_schedule(num_timesteps)
         if not (np.all(betas > 0) and np.all(betas < 1)):
             raise ValueError(f"betas must lie in (0, 1); got [{betas.min()}, {betas.max()}] ({beta_schedule!r})")

@@ -48,7 +48,11 @@ class PosteriorVariance(AbstractReverseVariance):
             return schedule.sigma(t1) ** 2  # beta_1: there is no second step
         t2 = 2.0 / schedule.num_timesteps
         # beta_tilde_2 = sigma_1^2 beta_2 / sigma_2^2
-        return schedule.sigma(t1) ** 2 * (1.0 - schedule.alpha(t2) ** 2 / schedule.alpha(t1) ** 2) / schedule.sigma(t2) ** 2
+        return (
+            schedule.sigma(t1) ** 2
+            * (1.0 - schedule.alpha(t2) ** 2 / schedule.alpha(t1) ** 2)
+            / schedule.sigma(t2) ** 2
+        )
 
 
 class BetaVariance(AbstractReverseVariance):

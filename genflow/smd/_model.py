@@ -14,13 +14,15 @@ as the true posterior p(x0 | x_t), this kernel is the exact reverse kernel q(x_s
 trained on the chain can be sampled with any number of steps. Sampling draws a fresh eta at every step.
 
 Objectives (strategy modules):
-    ``RegressionObjective()``   the official one: the diffusion regression ``E |target - F(t, x_t, eta)|^2`` with one eta per
-                                example (Li et al. 2024, eq. 12, up to weights). Its minimiser is ``E[target | x_t]``,
-                                which does not depend on eta: nothing makes the latent matter.
-    ``MixtureObjective(M)``     the mixture likelihood: ``-log (1/M) sum_m N(x_s; mu(x_t, x0_hat(eta_m)), sigma_tilde^2 I)``
+    ``RegressionObjective()``   the official one: the diffusion regression ``E |target - F(t, x_t, eta)|^2`` with
+                                one eta per example (Li et al. 2024, eq. 12, up to weights). Its minimiser is
+                                ``E[target | x_t]``, which does not depend on eta: nothing makes the latent matter.
+    ``MixtureObjective(M)``     the mixture likelihood
+                                ``-log (1/M) sum_m N(x_s; mu(x_t, x0_hat(eta_m)), sigma_tilde^2 I)``
                                 for ``x_s ~ q(x_s | x_t, x0)``, M eta draws, t and s < t drawn uniformly. By Jensen its
                                 mean upper-bounds the kernel's negative log-likelihood, tighter as M grows; it is
                                 minimised by ``x0_hat(eta) ~ p(x0 | x_t)`` (for M -> infinity), for every s at once.
+
 The latent is ``GaussianLatent()`` (eta ~ N(0, I)) or ``ZeroLatent()``, which fixes eta = 0 (the capacity-matched
 ablation: the same network, a deterministic latent).
 
@@ -55,6 +57,7 @@ from genflow.diffusion import (
     make_sampler,
 )
 from genflow.solvers import Solution
+
 
 class AbstractLatent(eqx.Module):
     """The distribution of the mixing noise eta."""
@@ -250,8 +253,8 @@ class SMDModel(AbstractSolvableModel):
         rest multiplied by ``2 v alpha_t^2 / (c^2 sigma_t^2 k^2)``, ``c = alpha_s (1 - r)`` the weight of x0 in the
         posterior mean and ``k`` the parametrization's ``eps_factor``: with all draws equal this is the unweighted
         regression error of the network's output plus a constant, so the scale is the regression's at every
-        (t, s) (x0 errors for ``DataPrediction()``, eps errors for ``EpsilonPrediction()``). A positive weight per (t, s)
-        leaves each kernel's minimiser unchanged.
+        (t, s) (x0 errors for ``DataPrediction()``, eps errors for ``EpsilonPrediction()``). A positive weight per
+        (t, s) leaves each kernel's minimiser unchanged.
         """
         t, s = self.time_pairs(jax.random.fold_in(key, 1), x0.shape[0], x0.dtype)
         loglik, var, _, _ = self._kernel_batch(key, x0, t, s, num_draws)

@@ -156,4 +156,3 @@ def _step(schedule: AbstractSchedule, t: Array, s: Array) -> dict[str, Array]:
         "sigma_s": schedule.sigma(s),
         "lam_s": schedule.log_snr(s),
     }
-

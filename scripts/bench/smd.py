@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import machine, time_sampling, time_training  # noqa: E402
 
 from genflow.data import Digits  # noqa: E402
-from genflow.diffusion import Ancestral, DiffusionModel, DiscreteSchedule  # noqa: E402
+from genflow.diffusion import Ancestral, DataPrediction, DiffusionModel, DiscreteSchedule  # noqa: E402
 from genflow.distributions import GaussianMixture  # noqa: E402
 from genflow.nn import MLP, UNet, mixture_denoiser  # noqa: E402
-from genflow.smd import SMDModel  # noqa: E402
+from genflow.smd import MixtureObjective, SMDModel  # noqa: E402
 from genflow.train import Trainer, make_optimizer  # noqa: E402
 
 SMD_ARGS = dict(eta_dim=8, latent_dim=32, latent_width=128, latent_depth=2)
@@ -38,20 +38,22 @@ SMD_ARGS = dict(eta_dim=8, latent_dim=32, latent_width=128, latent_depth=2)
 
 def models_2d(size: dict, key) -> dict:
     sched = DiscreteSchedule(1000)
-    ddpm = DiffusionModel(MLP(2, key=key, **size), (2,), sched, parametrization="x0")
+    ddpm = DiffusionModel(MLP(2, key=key, **size), (2,), sched, parametrization=DataPrediction())
     net = mixture_denoiser("mlp", data_dim=2, key=key, **size, **SMD_ARGS)
     return {
         "ddpm": ddpm,
-        "smd_regression": SMDModel(net, (2,), sched, parametrization="x0"),
-        "smd_mixture": SMDModel(net, (2,), sched, parametrization="x0", objective="mixture", num_latent_draws=8),
+        "smd_regression": SMDModel(net, (2,), sched, parametrization=DataPrediction()),
+        "smd_mixture": SMDModel(
+            net, (2,), sched, parametrization=DataPrediction(), objective=MixtureObjective(num_latent_draws=8)
+        ),
     }
 
 
 def models_digits(size: dict, key) -> dict:
     sched = DiscreteSchedule(1000)
-    ddpm = DiffusionModel(UNet(1, image_size=8, key=key, **size), (1, 8, 8), sched, parametrization="x0")
+    ddpm = DiffusionModel(UNet(1, image_size=8, key=key, **size), (1, 8, 8), sched, parametrization=DataPrediction())
     net = mixture_denoiser("unet", in_channels=1, image_size=8, key=key, **size, **SMD_ARGS)
-    return {"ddpm": ddpm, "smd_regression": SMDModel(net, (1, 8, 8), sched, parametrization="x0")}
+    return {"ddpm": ddpm, "smd_regression": SMDModel(net, (1, 8, 8), sched, parametrization=DataPrediction())}
 
 
 def with_ratios(timings: dict, key: str) -> dict:

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -51,11 +52,14 @@ from genflow.diffusion import (
     PredictorCorrector,
     ProbabilityFlow,
     ReverseSDE,
+    TimeVariable,
+    Uniform,
     VPSchedule,
 )
 from genflow.distributions import GaussianMixture
 from genflow.metrics import energy_distance
 from genflow.nn import MLP
+from genflow.solvers import DiffraxODE, Euler, EulerMaruyama, Heun
 from genflow.train import Trainer, make_optimizer
 
 matplotlib.use("Agg")
@@ -88,10 +92,10 @@ QUICK = {**FULL, "nfe": (5, 20), "tolerances": (1e-2,), "seeds": 1, "num_samples
 SAMPLERS: dict[str, Callable[[int], AbstractDiffusionSampler]] = {
     "ddpm_ancestral": lambda n: Ancestral(n),
     "ddim": lambda n: DDIM(n),
-    "reverse_sde_em": lambda n: ReverseSDE("euler_maruyama", max(n - 1, 1)),  # + the final denoising step
-    "pc_langevin": lambda n: PredictorCorrector(max((n - 1) // 2, 1), corrector_steps=1),
-    "pf_euler_t": lambda n: ProbabilityFlow("euler", max(n - 1, 1), grid="uniform", variable="t"),
-    "pf_heun_edm": lambda n: ProbabilityFlow("heun", max(n // 2, 1)),
+    "reverse_sde_em": lambda n: ReverseSDE(EulerMaruyama(max(n - 1, 1))),  # + the final denoising step
+    "pc_langevin": lambda n: PredictorCorrector(max((n - 1) // 2, 1)),
+    "pf_euler_t": lambda n: ProbabilityFlow(Euler(max(n - 1, 1)), grid=Uniform(), variable=TimeVariable()),
+    "pf_heun_edm": lambda n: ProbabilityFlow(Heun(max(n // 2, 1))),
 }
 ADAPTIVE = "pf_tsit5"
 
@@ -140,7 +144,9 @@ def sweep(p0, score, schedule, cfg, key, entropy) -> tuple[dict, dict]:
     """Every sampler at every NFE (and Tsit5 at every tolerance), over seeds; also the scatter samples."""
     rows, scatter = {}, {}
     configs = {name: [(n, build(n)) for n in cfg["nfe"]] for name, build in SAMPLERS.items()}
-    configs[ADAPTIVE] = [(tol, ProbabilityFlow("tsit5", rtol=tol, atol=tol)) for tol in cfg["tolerances"]]
+    configs[ADAPTIVE] = [
+        (tol, ProbabilityFlow(DiffraxODE(diffrax.Tsit5(), rtol=tol, atol=tol))) for tol in cfg["tolerances"]
+    ]
     for name, entries in configs.items():
         rows[name] = []
         for setting, sampler in entries:

@@ -12,7 +12,7 @@ Compared:
     smd_mixture     SMD with the mixture-likelihood objective (log-mean-exp over M eta draws);
     smd_eta0        the capacity-matched ablation: the SMD network with eta fixed to 0 (regression objective);
     oracle          (2D) ancestral sampling with the exact mixture kernel of the data.
-All networks predict x0 (parametrization "x0"): with eps prediction, x0_hat = (x - sigma eps_hat)/alpha amplifies the
+All networks predict x0 (``DataPrediction()``): with eps prediction, x0_hat = (x - sigma eps_hat)/alpha amplifies the
 network's error by 1/alpha (~160 at t = 1), which would swamp every model at few steps.
 
 Quality: 2D, the squared energy distance to fresh exact samples (V-statistic; the exact-vs-exact floor at the same
@@ -43,10 +43,10 @@ import matplotlib
 import numpy as np
 
 from genflow.data import Digits
-from genflow.diffusion import Ancestral, DiffusionModel, DiscreteSchedule
+from genflow.diffusion import Ancestral, DataPrediction, DiffusionModel, DiscreteSchedule
 from genflow.metrics import digits_feature_mmd, energy_distance, mmd
 from genflow.nn import MLP, mixture_denoiser
-from genflow.smd import MixtureKernelOracle, SMDModel
+from genflow.smd import MixtureKernelOracle, MixtureObjective, RegressionObjective, SMDModel, ZeroLatent
 from genflow.train import Trainer, make_optimizer
 
 matplotlib.use("Agg")
@@ -77,7 +77,7 @@ def build(method: str, dim: int, cfg: dict, smd: dict, key) -> object:
     schedule = DiscreteSchedule(1000)
     if method == "ddpm":
         net = MLP(dim, cfg["width"], cfg["depth"], cfg["emb"], key=key)
-        return DiffusionModel(net, (dim,), schedule, parametrization="x0", sampler=Ancestral())
+        return DiffusionModel(net, (dim,), schedule, parametrization=DataPrediction(), sampler=Ancestral())
     net = mixture_denoiser(
         "mlp",
         data_dim=dim,
@@ -90,17 +90,10 @@ def build(method: str, dim: int, cfg: dict, smd: dict, key) -> object:
         latent_depth=smd["latent_depth"],
         key=key,
     )
-    objective = "mixture" if method == "smd_mixture" else "regression"
-    latent = "zero" if method == "smd_eta0" else "random"
-    return SMDModel(
-        net,
-        (dim,),
-        schedule,
-        parametrization="x0",
-        objective=objective,
-        num_latent_draws=smd["num_latent_draws"],
-        latent=latent,
-    )
+    mixture = MixtureObjective(num_latent_draws=smd["num_latent_draws"])
+    objective = mixture if method == "smd_mixture" else RegressionObjective()
+    ablation = {"latent": ZeroLatent()} if method == "smd_eta0" else {}  # the default latent is eta ~ N(0, I)
+    return SMDModel(net, (dim,), schedule, parametrization=DataPrediction(), objective=objective, **ablation)
 
 
 def num_params(model) -> int:

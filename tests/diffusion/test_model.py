@@ -37,7 +37,13 @@ from genflow.train import Trainer, make_optimizer
 
 from ._oracle import COVS, MEANS, WEIGHTS, component_score, gmm_score, mixture
 
-PARAMETRIZATIONS = (EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning())
+PARAMETRIZATIONS = (
+    EpsilonPrediction(),
+    DataPrediction(),
+    VelocityPrediction(),
+    ScorePrediction(),
+    EDMPreconditioning(),
+)
 
 
 def _analytic_net(schedule, param, score):
@@ -107,13 +113,37 @@ def test_every_objective_trains_on_images_and_vectors():
     mlp = MLP(2, width=16, depth=1, emb_dim=16, key=jax.random.key(2))
     vectors = jax.random.normal(jax.random.key(3), (8, 2))
     configs = [
-        (unet, images, dict(schedule=DiscreteSchedule(100), parametrization=EpsilonPrediction(), weighting=NoWeighting())),
-        (mlp, vectors, dict(parametrization=VelocityPrediction(), weighting=MinSNRWeighting(), time_sampler=StratifiedTime())),
+        (
+            unet,
+            images,
+            dict(schedule=DiscreteSchedule(100), parametrization=EpsilonPrediction(), weighting=NoWeighting()),
+        ),
+        (
+            mlp,
+            vectors,
+            dict(parametrization=VelocityPrediction(), weighting=MinSNRWeighting(), time_sampler=StratifiedTime()),
+        ),
         (mlp, vectors, dict(parametrization=DataPrediction(), weighting=SNRWeighting())),
-        (mlp, vectors, dict(parametrization=ScorePrediction(), weighting=LikelihoodWeighting(), time_sampler=ImportanceTime())),
-        (mlp, vectors, dict(schedule=EDMSchedule(), parametrization=EDMPreconditioning(), weighting=NoWeighting(),
-                                 time_sampler=LogNormalTime())),
-        (mlp, vectors, dict(parametrization=EDMPreconditioning(), weighting=EDMWeighting(), time_sampler=LogNormalTime())),
+        (
+            mlp,
+            vectors,
+            dict(parametrization=ScorePrediction(), weighting=LikelihoodWeighting(), time_sampler=ImportanceTime()),
+        ),
+        (
+            mlp,
+            vectors,
+            dict(
+                schedule=EDMSchedule(),
+                parametrization=EDMPreconditioning(),
+                weighting=NoWeighting(),
+                time_sampler=LogNormalTime(),
+            ),
+        ),
+        (
+            mlp,
+            vectors,
+            dict(parametrization=EDMPreconditioning(), weighting=EDMWeighting(), time_sampler=LogNormalTime()),
+        ),
     ]
 
     @jax.jit

@@ -70,8 +70,12 @@ def test_spec_identities(x64):
     x, s = jax.random.normal(k1, (4, 2)), jax.random.normal(k2, (4, 2))
     sigma = 0.7
     # EDM (alpha = 1): D(x; sigma) = x + sigma^2 score; and x0_hat = (x + sigma^2 score) / alpha in general.
-    np.testing.assert_allclose(convert(s, ScorePrediction(), DataPrediction(), x, 1.0, sigma), x + sigma**2 * s, rtol=1e-14)
-    np.testing.assert_allclose(convert(s, ScorePrediction(), DataPrediction(), x, 0.6, 0.8), (x + 0.64 * s) / 0.6, rtol=1e-14)
+    np.testing.assert_allclose(
+        convert(s, ScorePrediction(), DataPrediction(), x, 1.0, sigma), x + sigma**2 * s, rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        convert(s, ScorePrediction(), DataPrediction(), x, 0.6, 0.8), (x + 0.64 * s) / 0.6, rtol=1e-14
+    )
     np.testing.assert_allclose(convert(s, ScorePrediction(), EpsilonPrediction(), x, 0.6, 0.8), -0.8 * s, rtol=1e-14)
     with pytest.raises(ValueError, match="source='noise' is invalid; allowed: a parametrization module"):
         convert(s, "noise", EpsilonPrediction(), x, 1.0, 1.0)

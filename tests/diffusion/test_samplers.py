@@ -13,16 +13,16 @@ import pytest
 from genflow.diffusion import (
     DDIM,
     Ancestral,
-    DiscreteSchedule,
-    PredictorCorrector,
-    ProbabilityFlow,
-    ReverseSDE,
     AncestralPredictor,
     BetaVariance,
+    DiscreteSchedule,
     EDMGrid,
     LangevinCorrector,
     LinearBetas,
     NoPredictor,
+    PredictorCorrector,
+    ProbabilityFlow,
+    ReverseSDE,
     SigmaVariable,
     TimeVariable,
     Uniform,
@@ -132,7 +132,11 @@ def test_convergence_orders(x64):
     cases = {
         # DDIM ends on x0_hat at t_min, which is affine in x: compare with the exact path's x0_hat.
         "ddim": (1, lambda n: DDIM(n + 1), denoised(schedule.t_min, exact)),
-        "euler": (1, lambda n: ProbabilityFlow(Euler(n), grid=Uniform(), variable=TimeVariable(), denoise_final=False), exact),
+        "euler": (
+            1,
+            lambda n: ProbabilityFlow(Euler(n), grid=Uniform(), variable=TimeVariable(), denoise_final=False),
+            exact,
+        ),
         "heun_edm": (2, lambda n: ProbabilityFlow(Heun(n), grid=EDMGrid(), denoise_final=False), exact),
     }
 
@@ -214,7 +218,13 @@ def test_nfe_and_trajectories(x64):
         (ReverseSDE(EulerMaruyama(7)), 8, 9),
         (ReverseSDE(StochasticHeun(7), denoise_final=False), 14, 8),
         (PredictorCorrector(7, corrector=LangevinCorrector(num_steps=2)), 22, 9),
-        (PredictorCorrector(7, predictor=NoPredictor(), corrector=LangevinCorrector(num_steps=1), denoise_final=False), 7, 8),
+        (
+            PredictorCorrector(
+                7, predictor=NoPredictor(), corrector=LangevinCorrector(num_steps=1), denoise_final=False
+            ),
+            7,
+            8,
+        ),
         (ProbabilityFlow(Heun(7)), 15, 9),
         (ProbabilityFlow(RK4(7), variable=TimeVariable(), denoise_final=False), 28, 8),
     ]

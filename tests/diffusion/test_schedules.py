@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from genflow.diffusion import (
+    CosineBetas,
     CosineSchedule,
     DiscreteSchedule,
+    EDMGrid,
     EDMSchedule,
     LinearBetas,
-    SubVPSchedule,
-    VESchedule,
-    CosineBetas,
-    EDMGrid,
     LogSNRGrid,
+    SubVPSchedule,
     Uniform,
+    VESchedule,
     VPSchedule,
     time_grid,
 )

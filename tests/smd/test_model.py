@@ -163,4 +163,6 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="unconditional"):
         SMDModel(net, (2,)).loss(jax.random.key(0), {"x": jnp.zeros((4, 2)), "cond": jnp.zeros(4, jnp.int32)})
     with pytest.raises(ValueError, match="at least 2 steps"):
-        SMDModel(net, (2,), DiscreteSchedule(1), objective=MixtureObjective()).loss(jax.random.key(0), jnp.zeros((4, 2)))
+        SMDModel(net, (2,), DiscreteSchedule(1), objective=MixtureObjective()).loss(
+            jax.random.key(0), jnp.zeros((4, 2))
+        )

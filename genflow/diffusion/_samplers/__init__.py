@@ -23,6 +23,7 @@ from genflow.diffusion._samplers._base import (
 )
 from genflow.diffusion._samplers._ddim import DDIM
 from genflow.diffusion._samplers._grids import AbstractTimeGrid, EDMGrid, LogSNRGrid, Uniform, time_grid
+from genflow.diffusion._samplers._make import make_sampler
 from genflow.diffusion._samplers._predictor_corrector import (
     AbstractPredictor,
     AncestralPredictor,
@@ -38,7 +39,6 @@ from genflow.diffusion._samplers._probability_flow import (
     TimeVariable,
     probability_flow_drift,
 )
-from genflow.diffusion._samplers._make import make_sampler
 from genflow.diffusion._samplers._reverse_sde import ReverseSDE
 
 __all__ = [
