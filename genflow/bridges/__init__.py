@@ -17,7 +17,7 @@ from genflow.bridges._benchmark import (
 )
 from genflow.bridges._gaussian import GaussianBridge, monge_map_matrix
 from genflow.bridges._lightsb import LightSB, PosteriorSetup
-from genflow.bridges._matching import DSBM, BridgeMatching, EntropicOTCoupling, fit_dsbm
+from genflow.bridges._matching import DSBM, BridgeMatching, entropic_coupling, fit_dsbm
 from genflow.bridges._potential import MixturePotential
 from genflow.bridges._samplers import AbstractBridgeSampler, ExactConditional, ExactPaths
 
@@ -27,7 +27,6 @@ __all__ = [
     "BenchmarkTarget",
     "BridgeMatching",
     "DSBM",
-    "EntropicOTCoupling",
     "EOTBenchmark",
     "ExactConditional",
     "ExactPaths",
@@ -38,6 +37,7 @@ __all__ = [
     "cbw_uvp",
     "drift_error",
     "eot_benchmark_data",
+    "entropic_coupling",
     "eot_benchmark_source",
     "fit_dsbm",
     "monge_map_matrix",

@@ -63,7 +63,7 @@ class LightSB(AbstractSolvableModel):
     - ``"kl"`` (LightSB): ``L = E_{p0} log c(x0) - E_{p1} log v(x1)``, which equals ``KL(pi* || pi_theta)`` up to
       a constant; independent minibatches, no simulation.
     - ``"matching"`` (LightSB-M): bridge matching of the closed-form drift on Brownian bridges between the batch's
-      pairs ``(x0, x1)`` (any coupling; the independent one by default, or ``coupling(key, x0, x1)``),
+      pairs ``(x0, x1)`` (any coupling; the independent one by default, or a ``genflow.couplings`` coupling),
       ``E |g_theta(t, x_t) - (x1 - x_t)/(1 - t)|^2`` with ``t ~ U[0, t_max]`` (the target's variance grows
       like ``eps d / (1 - t)``) and ``x_t = t x1 + (1-t) x0 + sqrt(eps t (1-t)) xi``.
 
@@ -84,7 +84,7 @@ class LightSB(AbstractSolvableModel):
         sampler: ``ExactConditional()`` (default), ``ExactPaths(n)`` or an SDE solver such as ``EulerMaruyama``.
         objective: ``"kl"`` or ``"matching"``.
         t_max: upper end of the time distribution of the matching objective.
-        coupling: optional ``coupling(key, x0, x1) -> (x0, x1)`` applied to the batch by the matching objective.
+        coupling: optional ``genflow.couplings`` coupling applied to the batch by the matching objective.
 
     References:
         Korotin, Gushchin, Burnaev. "Light Schrödinger Bridge". ICLR 2024.
@@ -284,7 +284,7 @@ class LightSB(AbstractSolvableModel):
         """LightSB-M: ``E |g_theta(t, x_t) - (x1 - x_t) / (1 - t)|^2`` on Brownian bridges between the pairs."""
         k_c, k_t, k_xi = jax.random.split(key, 3)
         if self.coupling is not None:
-            x0, x1 = self.coupling(k_c, x0, x1)
+            x0, x1, _ = self.coupling(k_c, x0, x1)
         n = x0.shape[0]
         t = jax.random.uniform(k_t, (n, 1), x0.dtype, 0.0, self.t_max)
         xt = t * x1 + (1 - t) * x0 + jnp.sqrt(self.eps * t * (1 - t)) * jax.random.normal(k_xi, x0.shape, x0.dtype)

@@ -11,119 +11,62 @@ POT/ott regulariser ``2 eps`` on the cost ``|x - y|^2`` (the same problem as ``e
 from __future__ import annotations
 
 import abc
-import functools
-import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableModel, split_batch
 from genflow.bridges._gaussian import check_eps
 from genflow.bridges._samplers import solve_bridge
+from genflow.couplings import (
+    AbstractCoupling,
+    AbstractEpsilonSchedule,
+    AnnealedEpsilon,
+    IndependentCoupling,
+    SinkhornCoupling,
+)
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.solvers import AbstractSDESolver, EulerMaruyama, Solution
 
 _DIRECTIONS = ("forward", "backward", "both")
 
 
-@functools.cache
-def _batch_epsilon():
-    """ott's ``Epsilon`` scheduler with its initial multiple as a leaf, so that it can depend on the batch's costs
-    (ott keeps it as static data)."""
-    from ott.geometry import epsilon_scheduler
+def entropic_coupling(
+    eps: float,
+    schedule: AbstractEpsilonSchedule | None = None,
+    threshold: float = 1e-3,
+    max_iterations: int = 20000,
+) -> SinkhornCoupling:
+    r"""Minibatch entropic OT pairs for the bridge with reference ``sqrt(eps) W`` (SB-CFM's coupling).
 
-    @jax.tree_util.register_pytree_node_class
-    class BatchEpsilon(epsilon_scheduler.Epsilon):
-        def tree_flatten(self):
-            return (self.target, self.init), {"decay": self.decay}
-
-        @classmethod
-        def tree_unflatten(cls, aux_data, children):
-            return cls(*children, **aux_data)
-
-    return BatchEpsilon
-
-
-class EntropicOTCoupling(eqx.Module):
-    r"""Minibatch entropic OT pairs for the bridge with reference ``sqrt(eps) W``.
-
-    Solves ``min <pi, C> - 2 eps H(pi)`` with ``C_ij = |x0_i - x1_j|^2`` (ott-jax log-domain Sinkhorn, the cost is
-    not rescaled because ``eps`` is absolute) and draws ``n`` index pairs from ``pi`` with replacement.
+    The static bridge is ``min <pi, C> - 2 eps H(pi)`` with ``C_ij = |x0_i - x1_j|^2`` (the same problem as ``eps``
+    on ``|x - y|^2 / 2``), so this is ``SinkhornCoupling(reg=2 eps)`` on the raw cost (not rescaled, because ``eps``
+    is absolute), drawing ``n`` index pairs from ``pi`` with replacement.
 
     Small ``eps`` against large costs (``2 eps = 0.2`` with ``|x - y|^2`` of order 100 in 16 dimensions) makes plain
-    Sinkhorn crawl: it stops at ``max_iterations`` far from the plan. So the regulariser is annealed,
-    ``reg_k = 2 eps max(m decay^k, 1)`` with ``2 eps m`` the batch's mean cost (``1 <= m <= epsilon_init``; epsilon
-    scaling, Schmitzer 2019), and after the annealing the updates are over-relaxed with the adaptive momentum of
-    Lehmann et al. (2021). Both change the path, not the fixed point: the plan is the same entropic plan (tested
-    against POT and against its Gibbs-form characterisation).
+    Sinkhorn crawl, so the regulariser is annealed by default (:class:`genflow.couplings.AnnealedEpsilon`); the plan
+    is the same entropic plan (tested against POT and against its Gibbs-form characterisation).
 
     Args:
         eps: The bridge's noise level (the Sinkhorn regulariser is ``2 eps``).
+        schedule: The regulariser's schedule (``None`` is ``AnnealedEpsilon()``; ``ConstantEpsilon()`` is plain
+            Sinkhorn).
         threshold: Stop when the marginal error (L1) falls below it.
         max_iterations: Cap on Sinkhorn updates.
-        epsilon_init: Cap on the first regulariser as a multiple of ``2 eps`` (1 turns the annealing off); below
-            it the first regulariser is the batch's mean cost, so easy batches anneal for a few updates only.
-        epsilon_decay: Geometric decay of that multiple per update, in (0, 1).
-        momentum: Whether to over-relax after the annealing.
 
     References:
         Tong, Malkin, Fatras, Atanackovic, Zhang, Huguet, Wolf, Bengio. "Simulation-free Schrödinger bridges via
         score and flow matching". AISTATS 2024.
-        Schmitzer. "Stabilized sparse scaling algorithms for entropy regularized transport problems". SIAM J. Sci.
-        Comput. 2019.
-        Lehmann, von Renesse, Sambale, Uschmajew. "A note on overrelaxation in the Sinkhorn algorithm".
-        Optimization Letters 2021.
     """
-
-    eps: float = eqx.field(static=True)
-    threshold: float = eqx.field(static=True, default=1e-3)
-    max_iterations: int = eqx.field(static=True, default=20000)
-    epsilon_init: float = eqx.field(static=True, default=1000.0)
-    epsilon_decay: float = eqx.field(static=True, default=0.95)
-    momentum: bool = eqx.field(static=True, default=True)
-
-    def __check_init__(self):
-        check_eps(self.eps, "EntropicOTCoupling")
-        if not self.epsilon_init >= 1.0:
-            raise ValueError(f"EntropicOTCoupling: epsilon_init={self.epsilon_init!r} is invalid: must be >= 1")
-        if not 0.0 < self.epsilon_decay < 1.0:
-            raise ValueError(f"EntropicOTCoupling: epsilon_decay={self.epsilon_decay!r} is invalid: must be in (0, 1)")
-
-    def _solver(self):
-        from ott.solvers.linear import acceleration, sinkhorn
-
-        inner = 10  # ott's default: the error is checked every 10 updates
-        # Momentum measures the convergence rate from the errors at its start, so it starts after the longest
-        # annealing (from the cap; ott's start is static, the batch's own ramp is at most this long).
-        ramp = math.log(self.epsilon_init) / -math.log(self.epsilon_decay)
-        start = inner * (math.ceil(ramp / inner) + 5)
-        mom = acceleration.Momentum(start=start) if self.momentum else None
-        return sinkhorn.Sinkhorn(
-            threshold=self.threshold, max_iterations=self.max_iterations, inner_iterations=inner, momentum=mom
-        )
-
-    def plan(self, x0: Float[Array, "n d"], x1: Float[Array, "n d"]) -> Float[Array, "n n"]:
-        """The entropic plan between the uniform empirical measures (entries sum to 1)."""
-        from ott.geometry import geometry
-        from ott.problems.linear import linear_problem
-
-        cost = jax.lax.stop_gradient(jnp.sum((x0[:, None, :] - x1[None, :, :]) ** 2, axis=-1))
-        start = jnp.clip(jnp.mean(cost) / (2.0 * self.eps), 1.0, self.epsilon_init)
-        reg = _batch_epsilon()(2.0 * self.eps, start, decay=self.epsilon_decay)
-        geom = geometry.Geometry(cost_matrix=cost, epsilon=reg)
-        return self._solver()(linear_problem.LinearProblem(geom)).matrix
-
-    def __call__(self, key: PRNGKeyArray, x0: Array, x1: Array) -> tuple[Array, Array]:
-        pi = self.plan(x0, x1)
-        n = x1.shape[0]
-        cdf = jnp.cumsum(jnp.maximum(pi.reshape(-1), 0.0))
-        u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
-        flat = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
-        return x0[flat // n], x1[flat % n]
+    eps = check_eps(eps, "entropic_coupling")
+    schedule = AnnealedEpsilon() if schedule is None else schedule
+    return SinkhornCoupling(
+        2.0 * eps, normalize_cost=False, threshold=threshold, max_iterations=max_iterations, schedule=schedule
+    )
 
 
 def _bridge_point(key: PRNGKeyArray, t: Array, x0: Array, x1: Array, eps: float) -> Array:
@@ -177,7 +120,7 @@ class _AbstractSimulatedBridge(AbstractSolvableModel):
 
 
 class BridgeMatching(_AbstractSimulatedBridge):
-    r"""Bridge matching on coupled pairs; with ``EntropicOTCoupling(eps)`` this is SB-CFM.
+    r"""Bridge matching on coupled pairs; with ``entropic_coupling(eps)`` this is SB-CFM.
 
     Loss: ``E_{t, (x0, x1) ~ coupling, x_t} |f(t, x_t) - x1|^2`` with ``t ~ U[0, t_max]``; samples solve
     ``dX = (f(t, X) - X)/(1 - t) dt + sqrt(eps) dW`` from ``x0 ~ base`` with the SDE ``sampler``.
@@ -188,7 +131,7 @@ class BridgeMatching(_AbstractSimulatedBridge):
         eps: reference variance per unit time.
         base: the source (``N(0, I)`` by default); a batch's ``"x0"`` takes precedence in training.
         sampler: an SDE solver (``EulerMaruyama(100)`` by default).
-        coupling: ``coupling(key, x0, x1) -> (x0, x1)``; ``None`` is the independent coupling.
+        coupling: a ``genflow.couplings`` coupling of the base draws and the data; ``None`` is the independent one.
         t_max: upper end of the training times and the time at which the drift is frozen near t=1.
 
     References:
@@ -199,7 +142,7 @@ class BridgeMatching(_AbstractSimulatedBridge):
     net: Callable
     base: AbstractDistribution
     sampler: AbstractSDESolver
-    coupling: Callable | None
+    coupling: AbstractCoupling
     eps: float = eqx.field(static=True)
     data_shape: tuple[int, ...] = eqx.field(static=True)
     t_max: float = eqx.field(static=True)
@@ -219,14 +162,13 @@ class BridgeMatching(_AbstractSimulatedBridge):
         if not 0.0 < t_max < 1.0:
             raise ValueError(f"BridgeMatching: t_max={t_max!r} is invalid: must lie in (0, 1)")
         self.t_max = float(t_max)
-        self.coupling = coupling
+        self.coupling = IndependentCoupling() if coupling is None else coupling
 
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
         x1, _ = split_batch(batch)
         k0, k_c, k_l = jax.random.split(key, 3)
         x0 = batch["x0"] if isinstance(batch, dict) and "x0" in batch else self.base.sample(k0, x1.shape[0])
-        if self.coupling is not None:
-            x0, x1 = self.coupling(k_c, x0, x1)
+        x0, x1, _ = self.coupling(k_c, x0, x1)
         return _endpoint_loss(self.net, k_l, x0, x1, self.eps, self.t_max)
 
     def drift_fn(self):
@@ -248,7 +190,7 @@ class DSBM(_AbstractSimulatedBridge):
     ``first_stage=True`` uses the independent coupling ``p0 x p1`` instead of simulating (the first IMF step, whose
     Markovian projection starts the iteration), or ``coupling(key, x0, x1)`` on the independent pairs when one is
     given: IMF may start from any coupling of the two marginals, and one nearer the Schrödinger plan (minibatch
-    entropic OT, :class:`EntropicOTCoupling`) leaves fewer stages to go. :func:`fit_dsbm` runs the alternating
+    entropic OT, :func:`entropic_coupling`) leaves fewer stages to go. :func:`fit_dsbm` runs the alternating
     outer loop with the shared ``Trainer``.
 
     References:
@@ -267,7 +209,7 @@ class DSBM(_AbstractSimulatedBridge):
     first_stage: bool = eqx.field(static=True)
     num_sim_steps: int = eqx.field(static=True)
     t_max: float = eqx.field(static=True)
-    coupling: Callable | None = None
+    coupling: AbstractCoupling
     frozen_fields: ClassVar[tuple[str, ...]] = ("base", "coupling")
 
     def __init__(
@@ -301,7 +243,7 @@ class DSBM(_AbstractSimulatedBridge):
         if not 0.0 < t_max < 1.0:
             raise ValueError(f"DSBM: t_max={t_max!r} is invalid: must lie in (0, 1)")
         self.t_max = float(t_max)
-        self.coupling = coupling
+        self.coupling = IndependentCoupling() if coupling is None else coupling
 
     def with_stage(self, direction: str, first_stage: bool = False) -> DSBM:
         """The same networks set up for another IMF stage."""
@@ -348,8 +290,8 @@ class DSBM(_AbstractSimulatedBridge):
         x1, _ = split_batch(batch)
         k0, k_sf, k_sb, k_f, k_b, k_c = jax.random.split(key, 6)
         x0 = batch["x0"] if isinstance(batch, dict) and "x0" in batch else self.base.sample(k0, x1.shape[0])
-        if self.first_stage and self.coupling is not None:
-            x0, x1 = self.coupling(k_c, x0, x1)
+        if self.first_stage:
+            x0, x1, _ = self.coupling(k_c, x0, x1)
         total = 0.0
         if self.direction in ("forward", "both"):
             x0_pair = x0 if self.first_stage else self._simulate_backward(k_sb, x1)

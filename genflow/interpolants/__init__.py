@@ -1,15 +1,5 @@
 """Stochastic interpolants and flow matching (t=0 base, t=1 target)."""
 
-from genflow.interpolants._couplings import (
-    AbstractCoupling,
-    AbstractDataDependentCoupling,
-    DataDependentCoupling,
-    IndependentCoupling,
-    InpaintingCoupling,
-    MinibatchOTCoupling,
-    SuperResolutionCoupling,
-    masked_velocity,
-)
 from genflow.interpolants._flow_matching import FlowMatching
 from genflow.interpolants._interpolants import (
     AbstractGamma,
@@ -38,23 +28,17 @@ from genflow.interpolants._oracles import GaussianMixtureFields, gaussian_fields
 from genflow.interpolants._stochastic import LinearEps, StochasticInterpolant
 
 __all__ = [
-    "AbstractCoupling",
-    "AbstractDataDependentCoupling",
     "AbstractGamma",
     "AbstractInterpolant",
     "AbstractSimplexPath",
-    "DataDependentCoupling",
     "EdgePath",
     "EncoderDecoderInterpolant",
     "FlowMatching",
     "FourierPath",
     "GVPInterpolant",
     "GaussianMixtureFields",
-    "IndependentCoupling",
-    "InpaintingCoupling",
     "LinearEps",
     "LinearInterpolant",
-    "MinibatchOTCoupling",
     "MirrorInterpolant",
     "MultimarginalInterpolant",
     "NoGamma",
@@ -64,10 +48,8 @@ __all__ = [
     "SinSquaredGamma",
     "SqrtGamma",
     "StochasticInterpolant",
-    "SuperResolutionCoupling",
     "TrigInterpolant",
     "gaussian_fields",
-    "masked_velocity",
     "multimarginal_net",
     "optimize_path",
 ]

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow.couplings import AbstractCoupling, IndependentCoupling
 from genflow.distributions import AbstractDistribution, StandardNormal
-from genflow.interpolants._couplings import AbstractCoupling, IndependentCoupling
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant, NoGamma, SqrtGamma
 from genflow.nn import drop_condition, guided
 from genflow.solvers import (

@@ -20,14 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import machine, time_sampling, time_training  # noqa: E402
 
+from genflow.couplings import ExactOTCoupling, IndependentCoupling, SinkhornCoupling  # noqa: E402
 from genflow.data import Toy2D  # noqa: E402
-from genflow.interpolants import (  # noqa: E402
-    IndependentCoupling,
-    LinearInterpolant,
-    MinibatchOTCoupling,
-    SqrtGamma,
-    StochasticInterpolant,
-)
+from genflow.interpolants import LinearInterpolant, SqrtGamma, StochasticInterpolant  # noqa: E402
 from genflow.metrics import w2_exact  # noqa: E402
 from genflow.nn import MLP  # noqa: E402
 from genflow.solvers import Euler, EulerMaruyama  # noqa: E402
@@ -35,8 +30,8 @@ from genflow.train import Trainer, make_optimizer  # noqa: E402
 
 COUPLINGS = {
     "independent": IndependentCoupling(),
-    "ot_exact": MinibatchOTCoupling("exact"),
-    "ot_sinkhorn": MinibatchOTCoupling("sinkhorn", reg=0.05),
+    "ot_exact": ExactOTCoupling(),
+    "ot_sinkhorn": SinkhornCoupling(reg=0.05),
 }
 
 

@@ -11,7 +11,7 @@ import time
 import jax
 import optax
 
-from genflow.bridges import DSBM, BridgeMatching, EntropicOTCoupling, LightSB, MixturePotential, fit_dsbm
+from genflow.bridges import DSBM, BridgeMatching, LightSB, MixturePotential, entropic_coupling, fit_dsbm
 from genflow.nn import MLP
 from genflow.solvers import EulerMaruyama
 from genflow.train import Trainer, make_optimizer
@@ -50,7 +50,7 @@ def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=5
         eps=eps,
         base=source,
         sampler=EulerMaruyama(num_steps=sim_steps),
-        coupling=EntropicOTCoupling(eps) if ot else None,
+        coupling=entropic_coupling(eps) if ot else None,
     )
     opt = make_optimizer("adam", lr=1e-3, schedule="warmup_cosine", warmup_steps=100, total_steps=steps)
     trainer = Trainer(opt, num_steps=steps, batch_size=256, steps_per_call=math.gcd(steps, 500), progress=False)
@@ -72,7 +72,7 @@ def train_dsbm(
         sampler=EulerMaruyama(num_steps=sim_steps),
         backward_net=_net(dim, seed + 7, width),
         num_sim_steps=20,
-        coupling=EntropicOTCoupling(eps) if ot_init else None,
+        coupling=entropic_coupling(eps) if ot_init else None,
     )
     opt = make_optimizer("adam", lr=1e-3, schedule="constant")
     trainer = Trainer(

@@ -30,14 +30,9 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
+from genflow.couplings import InpaintingCoupling, SuperResolutionCoupling
 from genflow.data import Digits
-from genflow.interpolants import (
-    InpaintingCoupling,
-    LinearInterpolant,
-    NoGamma,
-    StochasticInterpolant,
-    SuperResolutionCoupling,
-)
+from genflow.interpolants import LinearInterpolant, NoGamma, StochasticInterpolant
 from genflow.metrics import digits_accuracy, digits_feature_mmd, load_digits_classifier, mmd
 from genflow.nn import UNet
 from genflow.solvers import Heun

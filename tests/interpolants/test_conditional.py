@@ -5,15 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genflow.couplings import InpaintingCoupling, SuperResolutionCoupling
 from genflow.data import ArrayDataset
-from genflow.interpolants import (
-    FlowMatching,
-    InpaintingCoupling,
-    LinearInterpolant,
-    NoGamma,
-    StochasticInterpolant,
-    SuperResolutionCoupling,
-)
+from genflow.interpolants import FlowMatching, LinearInterpolant, NoGamma, StochasticInterpolant
 from genflow.nn import MLP
 from genflow.solvers import Euler, EulerMaruyama
 from genflow.train import Trainer, make_optimizer

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from genflow.couplings import ExactOTCoupling
 from genflow.distributions import GaussianMixture
 from genflow.interpolants import (
     EncoderDecoderInterpolant,
     GVPInterpolant,
     LinearEps,
     LinearInterpolant,
-    MinibatchOTCoupling,
     MirrorInterpolant,
     OneSidedInterpolant,
     QuadraticGamma,
@@ -224,7 +224,7 @@ def test_training_step_with_minibatch_ot_coupling():
         MLP(2, width=32, depth=2, key=k1),
         (2,),
         denoiser_net=MLP(2, width=32, depth=2, key=k2),
-        coupling=MinibatchOTCoupling("exact"),
+        coupling=ExactOTCoupling(),
         base=Toy2D("8gaussians"),
         sampler=Heun(num_steps=10),
     )

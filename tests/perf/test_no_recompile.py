@@ -11,11 +11,12 @@ from contextlib import contextmanager
 import jax
 import pytest
 
-from genflow.bridges import DSBM, BridgeMatching, EntropicOTCoupling, LightSB, MixturePotential
+from genflow.bridges import DSBM, BridgeMatching, LightSB, MixturePotential, entropic_coupling
+from genflow.couplings import IndependentCoupling
 from genflow.data import Toy2D
 from genflow.diffusion import Ancestral, DiffusionModel, ProbabilityFlow
 from genflow.flows import Flow, coupling_flow
-from genflow.interpolants import FlowMatching, IndependentCoupling, LinearInterpolant, SqrtGamma, StochasticInterpolant
+from genflow.interpolants import FlowMatching, LinearInterpolant, SqrtGamma, StochasticInterpolant
 from genflow.nn import MLP, mixture_denoiser
 from genflow.smd import SMDModel
 from genflow.solvers import Euler, EulerMaruyama, Heun
@@ -97,7 +98,7 @@ def lightsb():
 
 
 def bridge_matching():
-    return BridgeMatching(mlp(), (2,), eps=0.5, sampler=EulerMaruyama(4), coupling=EntropicOTCoupling(0.5))
+    return BridgeMatching(mlp(), (2,), eps=0.5, sampler=EulerMaruyama(4), coupling=entropic_coupling(0.5))
 
 
 def dsbm_stage():
