@@ -41,3 +41,9 @@ def check_positive_int(name: str, value: object) -> None:
 def as_shape(shape: object) -> tuple[int, ...]:
     """A shape tuple from an int or a sequence (Hydra passes lists)."""
     return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
+
+
+def check_callable(name: str, value: object, allowed: str) -> None:
+    """Raise a ValueError unless ``value`` is callable (a strategy passed as a function or class, not its name)."""
+    if not callable(value):
+        raise ValueError(f"{name}={value!r} is not allowed: pass a callable, {allowed}.")
