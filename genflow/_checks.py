@@ -47,3 +47,9 @@ def check_instance(name: str, value: object, cls: type | tuple[type, ...], allow
     """Raise a ValueError unless ``value`` is a ``cls`` strategy module; ``allowed`` names the choices."""
     if not isinstance(value, cls):
         raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+
+
+def check_callable(name: str, value: object, allowed: str) -> None:
+    """Raise a ValueError unless ``value`` is callable (a strategy passed as a function or class, not its name)."""
+    if not callable(value):
+        raise ValueError(f"{name}={value!r} is not allowed: pass a callable, {allowed}.")

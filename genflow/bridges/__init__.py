@@ -16,13 +16,14 @@ from genflow.bridges._benchmark import (
     eot_benchmark_source,
 )
 from genflow.bridges._gaussian import GaussianBridge, monge_map_matrix
-from genflow.bridges._lightsb import LightSB, PosteriorSetup
+from genflow.bridges._lightsb import AbstractLightSBObjective, LightSB, LightSBKL, LightSBMatching, PosteriorSetup
 from genflow.bridges._matching import DSBM, BridgeMatching, entropic_coupling, fit_dsbm
 from genflow.bridges._potential import MixturePotential
 from genflow.bridges._samplers import AbstractBridgeSampler, ExactConditional, ExactPaths
 
 __all__ = [
     "AbstractBridgeSampler",
+    "AbstractLightSBObjective",
     "BenchmarkPairs",
     "BenchmarkTarget",
     "BridgeMatching",
@@ -32,6 +33,8 @@ __all__ = [
     "ExactPaths",
     "GaussianBridge",
     "LightSB",
+    "LightSBKL",
+    "LightSBMatching",
     "MixturePotential",
     "PosteriorSetup",
     "cbw_uvp",

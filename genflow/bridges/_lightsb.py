@@ -6,6 +6,7 @@ entropic OT with cost ``|x - y|^2 / 2`` and regulariser ``eps``.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -21,7 +22,6 @@ from genflow.bridges._samplers import ExactConditional, check_bridge_sampler, so
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.solvers import Solution
 
-_OBJECTIVES = ("kl", "matching")
 # The drift (E[X1 | x] - x) / (1 - t) is singular at t = 1; solvers that evaluate it there (Heun's corrector) see
 # it at this time instead.
 _T_MAX_DRIFT = 1.0 - 1e-4
@@ -50,6 +50,53 @@ def _unrotate(u: Array | None, z: Array) -> Array:
     return jnp.einsum("kij,nkj->nki", u, z, precision="highest")
 
 
+class AbstractLightSBObjective(eqx.Module):
+    """A training objective of :class:`LightSB`, ``objective(model, key, x0, x1) -> scalar`` on a batch of pairs."""
+
+    @abc.abstractmethod
+    def __call__(self, model: LightSB, key: PRNGKeyArray, x0: Float[Array, "n d"], x1: Float[Array, "n d"]) -> Scalar:
+        """The loss of ``model`` on source points ``x0`` and target points ``x1``."""
+
+
+class LightSBKL(AbstractLightSBObjective):
+    r"""LightSB's objective, $L = E_{p_0} \log c_\theta(x_0) - E_{p_1} \log v_\theta(x_1)$.
+
+    It equals $\mathrm{KL}(\pi^* \| \pi_\theta)$ up to a constant; the pairs need not be coupled and nothing is
+    simulated.
+
+    References:
+        Korotin, Gushchin, Burnaev. "Light Schrödinger Bridge". ICLR 2024.
+    """
+
+    def __call__(self, model: LightSB, key: PRNGKeyArray, x0: Float[Array, "n d"], x1: Float[Array, "n d"]) -> Scalar:
+        del key
+        return jnp.mean(model.log_c(x0)) - jnp.mean(model.log_potential(x1))
+
+
+class LightSBMatching(AbstractLightSBObjective):
+    r"""LightSB-M: bridge matching of the closed-form drift, $E |g_\theta(t, x_t) - (x_1 - x_t) / (1 - t)|^2$.
+
+    On Brownian bridges between the batch's pairs, with $t \sim U[0, t_{\max}]$ (the target's variance grows like
+    $\epsilon d / (1 - t)$); see :meth:`LightSB.matching_loss`.
+
+    Args:
+        t_max: upper end of the time distribution, in (0, 1).
+
+    References:
+        Gushchin, Kholkin, Burnaev, Korotin. "Light and Optimal Schrödinger Bridge Matching". ICML 2024.
+    """
+
+    t_max: float = eqx.field(static=True)
+
+    def __init__(self, t_max: float = 0.99):
+        if not 0.0 < t_max < 1.0:
+            raise ValueError(f"LightSBMatching: t_max={t_max!r} is invalid: must lie in (0, 1)")
+        self.t_max = float(t_max)
+
+    def __call__(self, model: LightSB, key: PRNGKeyArray, x0: Float[Array, "n d"], x1: Float[Array, "n d"]) -> Scalar:
+        return model.matching_loss(key, x0, x1, self.t_max)
+
+
 class LightSB(AbstractSolvableModel):
     r"""Light Schrödinger Bridge: a Gaussian-mixture adjusted potential with a closed-form conditional plan.
 
@@ -60,10 +107,10 @@ class LightSB(AbstractSolvableModel):
 
     and ``log c(x0)`` is the logsumexp of the same logits. Objectives (``objective``):
 
-    - ``"kl"`` (LightSB): ``L = E_{p0} log c(x0) - E_{p1} log v(x1)``, which equals ``KL(pi* || pi_theta)`` up to
-      a constant; independent minibatches, no simulation.
-    - ``"matching"`` (LightSB-M): bridge matching of the closed-form drift on Brownian bridges between the batch's
-      pairs ``(x0, x1)`` (any coupling; the independent one by default, or a ``genflow.couplings`` coupling),
+    - ``LightSBKL()`` (LightSB): ``L = E_{p0} log c(x0) - E_{p1} log v(x1)``, which equals ``KL(pi* || pi_theta)`` up
+      to a constant; independent minibatches, no simulation.
+    - ``LightSBMatching(t_max)`` (LightSB-M): bridge matching of the closed-form drift on Brownian bridges between
+      the batch's pairs ``(x0, x1)`` (the independent coupling by default, or any ``genflow.couplings`` coupling),
       ``E |g_theta(t, x_t) - (x1 - x_t)/(1 - t)|^2`` with ``t ~ U[0, t_max]`` (the target's variance grows
       like ``eps d / (1 - t)``) and ``x_t = t x1 + (1-t) x0 + sqrt(eps t (1-t)) xi``.
 
@@ -82,8 +129,7 @@ class LightSB(AbstractSolvableModel):
         eps: the reference variance per unit time.
         base: the source p0 (``N(0, I)`` by default).
         sampler: ``ExactConditional()`` (default), ``ExactPaths(n)`` or an SDE solver such as ``EulerMaruyama``.
-        objective: ``"kl"`` or ``"matching"``.
-        t_max: upper end of the time distribution of the matching objective.
+        objective: ``LightSBKL()`` (default) or ``LightSBMatching(t_max)``.
         coupling: optional ``genflow.couplings`` coupling applied to the batch by the matching objective.
 
     References:
@@ -97,8 +143,7 @@ class LightSB(AbstractSolvableModel):
     coupling: Callable | None
     eps: float = eqx.field(static=True)
     data_shape: tuple[int, ...] = eqx.field(static=True)
-    objective: str = eqx.field(static=True)
-    t_max: float = eqx.field(static=True)
+    objective: AbstractLightSBObjective
     frozen_fields: ClassVar[tuple[str, ...]] = ("base", "coupling")
 
     def __init__(
@@ -108,8 +153,7 @@ class LightSB(AbstractSolvableModel):
         eps: float = 1.0,
         base: AbstractDistribution | None = None,
         sampler: Any = None,
-        objective: str = "kl",
-        t_max: float = 0.99,
+        objective: AbstractLightSBObjective | None = None,
         coupling: Callable | None = None,
     ):
         self.net = net
@@ -123,12 +167,9 @@ class LightSB(AbstractSolvableModel):
             raise ValueError(f"LightSB: base event_shape {self.base.event_shape} does not match data_shape {shape}")
         self.sampler = ExactConditional() if sampler is None else sampler
         check_bridge_sampler(self.sampler, "LightSB")
-        if objective not in _OBJECTIVES:
-            raise ValueError(f"LightSB: objective={objective!r} is invalid; allowed: {_OBJECTIVES}")
-        self.objective = objective
-        if not 0.0 < t_max < 1.0:
-            raise ValueError(f"LightSB: t_max={t_max!r} is invalid: must lie in (0, 1)")
-        self.t_max = float(t_max)
+        self.objective = LightSBKL() if objective is None else objective
+        if not isinstance(self.objective, AbstractLightSBObjective):
+            raise ValueError(f"LightSB: objective={objective!r} is invalid: pass LightSBKL() or LightSBMatching(t_max)")
         self.coupling = coupling
 
     @classmethod
@@ -276,17 +317,20 @@ class LightSB(AbstractSolvableModel):
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
         k0, k1 = jax.random.split(key)
         x0, x1 = self._pairs(k0, batch)
-        if self.objective == "kl":
-            return jnp.mean(self.log_c(x0)) - jnp.mean(self.log_potential(x1))
-        return self.matching_loss(k1, x0, x1)
+        return self.objective(self, k1, x0, x1)
 
-    def matching_loss(self, key: PRNGKeyArray, x0: Float[Array, "n d"], x1: Float[Array, "n d"]) -> Scalar:
-        """LightSB-M: ``E |g_theta(t, x_t) - (x1 - x_t) / (1 - t)|^2`` on Brownian bridges between the pairs."""
+    def matching_loss(
+        self, key: PRNGKeyArray, x0: Float[Array, "n d"], x1: Float[Array, "n d"], t_max: float = 0.99
+    ) -> Scalar:
+        """LightSB-M: ``E |g_theta(t, x_t) - (x1 - x_t) / (1 - t)|^2`` on Brownian bridges between the pairs.
+
+        ``t ~ U[0, t_max]``; ``x_t = t x1 + (1 - t) x0 + sqrt(eps t (1 - t)) xi`` after the optional ``coupling``.
+        """
         k_c, k_t, k_xi = jax.random.split(key, 3)
         if self.coupling is not None:
             x0, x1, _ = self.coupling(k_c, x0, x1)
         n = x0.shape[0]
-        t = jax.random.uniform(k_t, (n, 1), x0.dtype, 0.0, self.t_max)
+        t = jax.random.uniform(k_t, (n, 1), x0.dtype, 0.0, t_max)
         xt = t * x1 + (1 - t) * x0 + jnp.sqrt(self.eps * t * (1 - t)) * jax.random.normal(k_xi, x0.shape, x0.dtype)
         if self.net.diagonal:
             setup = self.posterior_setup()

@@ -6,13 +6,14 @@ inside jit. Synthetic sets generate it; finite sets hold their data on the devic
 
 from genflow.data._binary_gmm import BinaryGMMSamples, binary_gmm
 from genflow.data._factory import DATASETS, make_dataset
-from genflow.data._finite import ArrayDataset, Digits
+from genflow.data._finite import AbstractFiniteDataset, ArrayDataset, Digits
 from genflow.data._paired import Paired
 from genflow.data._toy import TOY_DATASETS, Toy2D
 
 __all__ = [
     "DATASETS",
     "TOY_DATASETS",
+    "AbstractFiniteDataset",
     "ArrayDataset",
     "BinaryGMMSamples",
     "Digits",

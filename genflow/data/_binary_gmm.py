@@ -5,10 +5,10 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float
 
-from genflow.data._finite import _minibatch
-from genflow.distributions import AbstractDistribution, GaussianMixture
+from genflow.data._finite import AbstractFiniteDataset
+from genflow.distributions import GaussianMixture
 
 
 def binary_gmm(mu: Float[Array, " d"], sigma: float) -> GaussianMixture:
@@ -16,7 +16,7 @@ def binary_gmm(mu: Float[Array, " d"], sigma: float) -> GaussianMixture:
     return GaussianMixture.isotropic(jnp.array([0.5, 0.5]), jnp.stack([mu, -mu]), sigma)
 
 
-class BinaryGMMSamples(AbstractDistribution):
+class BinaryGMMSamples(AbstractFiniteDataset):
     r"""The empirical distribution of ``n`` fixed samples of $\frac12 \mathcal N(\mu, \sigma^2 I_d) +
     \frac12 \mathcal N(-\mu, \sigma^2 I_d)$, with $\mu = (1, \dots, 1)$ so that $|\mu|^2 / d = 1$.
 
@@ -56,12 +56,9 @@ class BinaryGMMSamples(AbstractDistribution):
         return binary_gmm(self.mu, self.sigma)
 
     @property
-    def event_shape(self) -> tuple[int, ...]:
-        return self.array.shape[1:]
+    def examples(self) -> Float[Array, "n d"]:
+        return self.array
 
     @property
-    def num_examples(self) -> int:
-        return self.array.shape[0]
-
-    def sample(self, key: PRNGKeyArray, num: int) -> Float[Array, "num d"]:
-        return _minibatch(key, num, self.array, None)
+    def example_labels(self) -> None:
+        return None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -23,7 +24,35 @@ def _minibatch(
     return {"x": x[idx], "cond": labels[idx]}
 
 
-class ArrayDataset(AbstractDistribution):
+class AbstractFiniteDataset(AbstractDistribution):
+    """A finite set of examples held on the device: ``sample`` draws i.i.d. minibatches (with replacement) in jit.
+
+    With labels, ``sample`` returns ``{"x": examples, "cond": labels}``; without, the examples alone.
+    """
+
+    @property
+    @abc.abstractmethod
+    def examples(self) -> Float[Array, "n ..."]:
+        """All examples, shape ``(n, *event_shape)``."""
+
+    @property
+    @abc.abstractmethod
+    def example_labels(self) -> Int[Array, " n"] | None:
+        """The labels that ``sample`` returns with the examples (None: examples only)."""
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.examples.shape[1:]
+
+    @property
+    def num_examples(self) -> int:
+        return self.examples.shape[0]
+
+    def sample(self, key: PRNGKeyArray, num: int) -> Float[Array, "num ..."] | dict[str, Array]:
+        return _minibatch(key, num, self.examples, self.example_labels)
+
+
+class ArrayDataset(AbstractFiniteDataset):
     """The empirical distribution of a finite array, optionally with integer labels.
 
     The data are array leaves of the module, so they live on the device and ``sample`` indexes them inside jit
@@ -50,15 +79,12 @@ class ArrayDataset(AbstractDistribution):
             raise ValueError(f"ArrayDataset: labels need shape {expected}, got {got}")
 
     @property
-    def event_shape(self) -> tuple[int, ...]:
-        return self.array.shape[1:]
+    def examples(self) -> Float[Array, "n ..."]:
+        return self.array
 
     @property
-    def num_examples(self) -> int:
-        return self.array.shape[0]
-
-    def sample(self, key: PRNGKeyArray, num: int) -> Float[Array, "num ..."] | dict[str, Array]:
-        return _minibatch(key, num, self.array, self.labels)
+    def example_labels(self) -> Int[Array, " n"] | None:
+        return self.labels
 
 
 _DIGITS_SPLITS = ("train", "test", "all")
@@ -80,7 +106,7 @@ def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[idx], labels[idx]
 
 
-class Digits(AbstractDistribution):
+class Digits(AbstractFiniteDataset):
     """scikit-learn's bundled 8x8 handwritten digits (no download), scaled to ``[-1, 1]``.
 
     Pixels ``p`` in ``0..16`` map to ``p / 8 - 1``. Images have shape ``(1, 8, 8)`` (channels first) or
@@ -114,12 +140,9 @@ class Digits(AbstractDistribution):
         self.flatten, self.split, self.conditional = bool(flatten), split, bool(conditional)
 
     @property
-    def event_shape(self) -> tuple[int, ...]:
-        return self.images.shape[1:]
+    def examples(self) -> Float[Array, "n ..."]:
+        return self.images
 
     @property
-    def num_examples(self) -> int:
-        return self.images.shape[0]
-
-    def sample(self, key: PRNGKeyArray, num: int) -> Float[Array, "num ..."] | dict[str, Any]:
-        return _minibatch(key, num, self.images, self.labels if self.conditional else None)
+    def example_labels(self) -> Int[Array, " n"] | None:
+        return self.labels if self.conditional else None

@@ -2,10 +2,17 @@
 
 Gaussians and Gaussian mixtures (exact log-density, score and moments), and energies used as sampling targets
 (double wells, banana, Neal's funnel, a 2D cross, von Mises mixtures on the torus), and the uniform distribution on a
-box. Each energy's class attribute ``normalized`` says whether its ``log_prob`` includes the log-normaliser.
+box. ``AbstractDistribution`` is what can be sampled, ``AbstractDensity`` what also has ``log_prob`` and ``score``.
+Each energy's class attribute ``normalized`` says whether its ``log_prob`` includes the log-normaliser.
 """
 
-from genflow.distributions._base import AbstractDistribution, AbstractEnergy, StandardNormal
+from genflow.distributions._base import (
+    AbstractDensity,
+    AbstractDistribution,
+    AbstractEnergy,
+    StandardNormal,
+    autodiff_score,
+)
 from genflow.distributions._energies import Banana, Cross2D, DoubleWell, NealFunnel, TiltedDoubleWell
 from genflow.distributions._gaussian import Gaussian, GaussianMixture
 from genflow.distributions._rejection import rejection_sample
@@ -13,6 +20,7 @@ from genflow.distributions._torus import TorusVonMisesMixture, sample_von_mises,
 from genflow.distributions._uniform import Uniform
 
 __all__ = [
+    "AbstractDensity",
     "AbstractDistribution",
     "AbstractEnergy",
     "Banana",
@@ -25,6 +33,7 @@ __all__ = [
     "TiltedDoubleWell",
     "TorusVonMisesMixture",
     "Uniform",
+    "autodiff_score",
     "rejection_sample",
     "sample_von_mises",
     "wrap_angle",

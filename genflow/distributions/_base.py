@@ -1,4 +1,8 @@
-"""Interface shared by analytic distributions, energies and dataset samplers."""
+"""Interfaces shared by analytic distributions, energies and dataset samplers.
+
+``AbstractDistribution`` is anything that can be sampled (every dataset is one); ``AbstractDensity`` adds a tractable
+log-density and its score; ``AbstractEnergy`` is a density given by an energy, possibly unnormalised.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from genflow._checks import as_shape
+
 
 class AbstractDistribution(eqx.Module):
     """Something that can be sampled from a key inside jit.
 
     ``sample(key, num)`` returns a batch with leading axis ``num``. ``event_shape`` is the shape of one
-    example. Subclasses with a tractable density also override ``log_prob`` (per example, batched by leading
-    axes) and get ``score`` for free.
+    example. Distributions with a tractable density are :class:`AbstractDensity`.
     """
 
     @property
@@ -27,24 +32,43 @@ class AbstractDistribution(eqx.Module):
     def sample(self, key: PRNGKeyArray, num: int) -> Float[Array, "num ..."]:
         """Draw ``num`` independent samples."""
 
+
+class AbstractDensity(AbstractDistribution):
+    r"""A distribution with a tractable log-density $\log p(x)$ and score $\nabla_x \log p(x)$.
+
+    Both are per example and batched over the leading axes of ``x``. Where no closed-form score is at hand,
+    implement ``score`` with :func:`autodiff_score`.
+    """
+
+    @abc.abstractmethod
     def log_prob(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch"]:
-        """Log-density (normalised unless the subclass says otherwise)."""
-        raise NotImplementedError(f"{type(self).__name__} has no tractable log_prob")
+        """Log-density (normalised unless the class says otherwise, see ``AbstractEnergy.normalized``)."""
 
+    @abc.abstractmethod
     def score(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch d"]:
-        """Score ``grad_x log p(x)``, batched over leading axes."""
-        flat = x.reshape((-1, *self.event_shape))
-        g = jax.vmap(jax.grad(lambda xi: self.log_prob(xi)))(flat)
-        return g.reshape(x.shape)
+        r"""Score $\nabla_x \log p(x)$, batched over leading axes."""
 
 
-class StandardNormal(AbstractDistribution):
-    """N(0, I) over ``shape``; the default base of flows, interpolants and diffusions."""
+def autodiff_score(density: AbstractDensity, x: Float[Array, "*batch d"]) -> Float[Array, "*batch d"]:
+    r"""$\nabla_x \log p(x)$ of ``density`` by automatic differentiation of its ``log_prob``, batched over leading axes.
+
+    The reference that tests hold closed-form scores to, and the implementation of ``score`` for a density without one.
+    """
+    flat = x.reshape((-1, *density.event_shape))
+    g = jax.vmap(jax.grad(lambda xi: density.log_prob(xi)))(flat)
+    return g.reshape(x.shape)
+
+
+class StandardNormal(AbstractDensity):
+    r"""$\mathcal N(0, I)$ over ``shape``; the default base of flows, interpolants and diffusions.
+
+    $$\log p(x) = -\tfrac12 |x|^2 - \tfrac{d}{2} \log 2\pi, \qquad \nabla_x \log p(x) = -x.$$
+    """
 
     shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, shape):
-        self.shape = tuple(int(s) for s in (shape if hasattr(shape, "__len__") else (shape,)))
+        self.shape = as_shape(shape)
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -64,7 +88,7 @@ class StandardNormal(AbstractDistribution):
         return -x
 
 
-class AbstractEnergy(AbstractDistribution):
+class AbstractEnergy(AbstractDensity):
     r"""A sampling target given by an energy: $p(x) \propto \exp(-E(x))$.
 
     ``log_prob(x)`` returns $-E(x)$ plus the log-normaliser where it is known; the class attribute

@@ -15,7 +15,7 @@ from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from genflow.distributions._base import AbstractDistribution
+from genflow.distributions._base import AbstractDensity
 
 
 def _as_float(x: ArrayLike) -> Array:
@@ -45,7 +45,7 @@ def _component_log_probs(z: Float[Array, "K n d"], chols: Float[Array, "K d d"])
     return lp.T
 
 
-class GaussianMixture(AbstractDistribution):
+class GaussianMixture(AbstractDensity):
     r"""Mixture of ``K`` full-covariance Gaussians in ``R^d``.
 
     $$p(x) = \sum_k w_k \mathcal N(x; \mu_k, C_k), \qquad
@@ -157,7 +157,7 @@ class GaussianMixture(AbstractDistribution):
         return GaussianMixture(self.weights, alpha * self.means, alpha**2 * self.covs + sigma**2 * eye)
 
 
-class Gaussian(AbstractDistribution):
+class Gaussian(AbstractDensity):
     r"""Full-covariance Gaussian $\mathcal N(\mu, C)$ in ``R^d``.
 
     $$\log p(x) = -\tfrac12 (x-\mu)^T C^{-1} (x-\mu) - \tfrac12 \log\det(2\pi C), \qquad

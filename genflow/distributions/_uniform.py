@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from genflow.distributions._base import AbstractDistribution
+from genflow._checks import as_shape
+from genflow.distributions._base import AbstractDensity
 
 
-class Uniform(AbstractDistribution):
+class Uniform(AbstractDensity):
     r"""Uniform on the box $[\text{low}, \text{high})^d$: the base of flows on the torus (angles).
 
     $$\log p(x) = -d \log(\text{high} - \text{low})$$ inside the box, $-\infty$ outside.
@@ -27,8 +28,7 @@ class Uniform(AbstractDistribution):
     high: float = eqx.field(static=True)
 
     def __init__(self, shape, low: float = -math.pi, high: float = math.pi):
-        # Hydra passes sequences; a bare int means a vector of that size.
-        self.shape = tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)
+        self.shape = as_shape(shape)  # Hydra passes sequences; a bare int means a vector of that size
         self.low, self.high = float(low), float(high)
         if not self.low < self.high:
             raise ValueError(f"Uniform: need low < high, got low={low}, high={high}")

@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from genflow._checks import check_positive
+from genflow._checks import check_callable, check_positive
 from genflow.flows._bijections import AbstractBijection, as_cond_shape
 from genflow.flows._transformers import AbstractTransformer, circular_features
-from genflow.nn import get_activation
+from genflow.nn import Activation
 
 
 class _MaskedLinear(eqx.Module):
@@ -64,7 +64,7 @@ class MADE(eqx.Module):
     dim: int = eqx.field(static=True)
     num_params: int = eqx.field(static=True)
     feature_copies: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True)
 
     def __init__(
         self,
@@ -73,14 +73,14 @@ class MADE(eqx.Module):
         cond_dim: int = 0,
         width: int = 64,
         depth: int = 2,
-        activation: str = "relu",
+        activation: Activation = jax.nn.relu,
         feature_copies: int = 1,
         *,
         key: PRNGKeyArray,
     ):
         for name, value in (("dim", dim), ("width", width), ("depth", depth)):
             check_positive(name, value)
-        get_activation(activation)
+        check_callable("activation", activation, "such as jax.nn.relu")
         self.dim, self.num_params, self.activation = int(dim), int(num_params), activation
         self.feature_copies = int(feature_copies)
         in_deg = np.concatenate([np.tile(np.arange(1, dim + 1), self.feature_copies), np.zeros(int(cond_dim), int)])
@@ -97,9 +97,8 @@ class MADE(eqx.Module):
 
     def __call__(self, features: Array, cond: Array | None = None) -> Float[Array, "dim num_params"]:
         h = features if cond is None else jnp.concatenate([features, cond])
-        act = get_activation(self.activation)
         for layer in self.layers[:-1]:
-            h = act(layer(h))
+            h = self.activation(layer(h))
         return self.layers[-1](h).reshape(self.dim, self.num_params)
 
 
@@ -126,7 +125,7 @@ class MaskedAutoregressive(AbstractBijection):
         cond_dim: int = 0,
         width: int = 64,
         depth: int = 2,
-        activation: str = "relu",
+        activation: Activation = jax.nn.relu,
         *,
         key: PRNGKeyArray,
     ):

@@ -17,6 +17,7 @@ from genflow.flows._bijections import AbstractBijection, Chain, Invert, LULinear
 from genflow.flows._coupling import Coupling
 from genflow.flows._smooth import SmoothMixtureTransformer
 from genflow.flows._transformers import AbstractTransformer, AffineTransformer, RQSplineTransformer
+from genflow.nn import Activation
 
 TRANSFORMERS = ("affine", "rq_spline", "circular_spline", "smooth", "circular_smooth")
 PERMUTATIONS = ("auto", "reverse", "random", "none")
@@ -67,7 +68,7 @@ def coupling_flow(
     knots: int = 8,
     interval: float | tuple[float, float] = 4.0,
     cond_dim: int = 0,
-    activation: str = "relu",
+    activation: Activation = jax.nn.relu,
     permutation: str = "auto",
     lu_linear: bool = False,
     invert: bool = False,
@@ -123,7 +124,7 @@ def masked_autoregressive_flow(
     knots: int = 8,
     interval: float | tuple[float, float] = 4.0,
     cond_dim: int = 0,
-    activation: str = "relu",
+    activation: Activation = jax.nn.relu,
     permutation: str = "auto",
     invert: bool = True,
     *,

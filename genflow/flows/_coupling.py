@@ -23,7 +23,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from genflow.flows._bijections import AbstractBijection, as_cond_shape
 from genflow.flows._transformers import AbstractTransformer, circular_features
-from genflow.nn import MLP
+from genflow.nn import MLP, Activation
 
 
 def zero_output_layer(net: eqx.Module) -> eqx.Module:
@@ -42,7 +42,7 @@ def _cond_size(cond_shape: tuple[int, ...] | None) -> int:
 
 
 def make_conditioner(
-    in_dim: int, out_dim: int, cond_dim: int, width: int, depth: int, activation: str, *, key: PRNGKeyArray
+    in_dim: int, out_dim: int, cond_dim: int, width: int, depth: int, activation: Activation, *, key: PRNGKeyArray
 ) -> MLP:
     """A FiLM MLP from genflow.nn with a zero output layer."""
     net = MLP(
@@ -82,7 +82,7 @@ class Coupling(AbstractBijection):
         cond_dim: int = 0,
         width: int = 64,
         depth: int = 2,
-        activation: str = "relu",
+        activation: Activation = jax.nn.relu,
         conditioner: Callable | None = None,
         *,
         key: PRNGKeyArray,

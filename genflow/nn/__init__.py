@@ -6,22 +6,26 @@ a scalar, ``MultiHead`` an array ``(num_heads, data_dim)``), with ``t`` a scalar
 guidance the null condition is ``cond=None`` (equivalently label ``num_classes``, or a zero vector).
 """
 
-from genflow.nn._dae import TimeTabulatedDAE
+from genflow.nn._dae import AbstractDAEOutput, DenoiserOutput, TimeTabulatedDAE, VelocityOutput
 from genflow.nn._embeddings import (
+    AbstractTimeEmbedding,
     ConditionEmbedding,
     GaussianFourierEmbedding,
     SinusoidalEmbedding,
 )
 from genflow.nn._guidance import drop_condition, guided, null_condition
 from genflow.nn._heads import MultiHead, PotentialHead
-from genflow.nn._mlp import ACTIVATIONS, MLP, FiLM, ResMLP, get_activation
+from genflow.nn._mlp import MLP, Activation, FiLM, ResMLP
 from genflow.nn._smd import LatentEncoder, MixtureDenoiser, mixture_denoiser
 from genflow.nn._unet import UNet
 
 __all__ = [
-    "ACTIVATIONS",
     "MLP",
+    "AbstractDAEOutput",
+    "AbstractTimeEmbedding",
+    "Activation",
     "ConditionEmbedding",
+    "DenoiserOutput",
     "FiLM",
     "GaussianFourierEmbedding",
     "LatentEncoder",
@@ -32,8 +36,8 @@ __all__ = [
     "SinusoidalEmbedding",
     "TimeTabulatedDAE",
     "UNet",
+    "VelocityOutput",
     "drop_condition",
-    "get_activation",
     "guided",
     "mixture_denoiser",
     "null_condition",

@@ -7,8 +7,8 @@ interpolant ``x_t = (1 - t) x0 + t x1`` this denoiser gives the velocity ``b = (
 
 from __future__ import annotations
 
+import abc
 import math
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -16,12 +16,40 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from genflow._checks import check_choice, check_positive
+from genflow._checks import check_callable, check_positive
+from genflow.nn._mlp import Activation
 
-# sign is the activation of the paper's analysis and official code; tanh is its smooth variant (w.x/sqrt(d) is
-# O(sqrt(d)) on the data, so tanh saturates to sign there, but it also passes gradients to the inner weights).
-DAE_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"sign": jnp.sign, "tanh": jnp.tanh}
-DAE_OUTPUTS = ("velocity", "denoiser")
+
+class AbstractDAEOutput(eqx.Module):
+    """What :class:`TimeTabulatedDAE` returns, given its denoiser output ``f = f_k(x)`` at the grid time ``t_k``."""
+
+    @abc.abstractmethod
+    def __call__(
+        self, f: Float[Array, " data_dim"], x: Float[Array, " data_dim"], t_k: Float[Array, ""]
+    ) -> Float[Array, " data_dim"]:
+        """The network's output from the denoiser's estimate ``f`` of ``x1``, the input ``x`` and ``t_k``."""
+
+
+class DenoiserOutput(AbstractDAEOutput):
+    r"""The denoiser itself, $f_k(x) \approx E[x_1 \mid x_t = x]$."""
+
+    def __call__(
+        self, f: Float[Array, " data_dim"], x: Float[Array, " data_dim"], t_k: Float[Array, ""]
+    ) -> Float[Array, " data_dim"]:
+        return f
+
+
+class VelocityOutput(AbstractDAEOutput):
+    r"""The velocity of the linear interpolant through the denoiser, $b = (f_k(x) - x) / (1 - t_k)$.
+
+    References:
+        Albergo, Vanden-Eijnden, "Building normalizing flows with stochastic interpolants", ICLR 2023.
+    """
+
+    def __call__(
+        self, f: Float[Array, " data_dim"], x: Float[Array, " data_dim"], t_k: Float[Array, ""]
+    ) -> Float[Array, " data_dim"]:
+        return (f - x) / (1 - t_k)
 
 
 class TimeTabulatedDAE(eqx.Module):
@@ -49,8 +77,9 @@ class TimeTabulatedDAE(eqx.Module):
     Args:
         data_dim: dimension ``d`` of ``x``.
         num_times: number ``K`` of grid times.
-        activation: ``"sign"`` (the paper's) or ``"tanh"``.
-        output: ``"velocity"`` (``b``, for samplers and flow matching) or ``"denoiser"`` (``f``).
+        activation: $\varphi$: ``jnp.sign`` (the paper's) or ``jnp.tanh`` (its smooth variant: ``w.x / sqrt(d)`` is
+            ``O(sqrt(d))`` on the data, so tanh saturates to sign there, but it also passes gradients to ``w``).
+        output: ``VelocityOutput()`` (``b``, for samplers and flow matching) or ``DenoiserOutput()`` (``f``).
         key: random key; ``w_k ~ N(0, I_d)`` and ``c_k = 1``, the initialisation of the paper's code.
 
     References:
@@ -62,22 +91,23 @@ class TimeTabulatedDAE(eqx.Module):
     w: Float[Array, "num_times data_dim"]
     data_dim: int = eqx.field(static=True)
     num_times: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
-    output: str = eqx.field(static=True)
+    output: AbstractDAEOutput
+    activation: Activation = eqx.field(static=True)
 
     def __init__(
         self,
         data_dim: int,
         num_times: int = 100,
-        activation: str = "sign",
-        output: str = "velocity",
+        activation: Activation = jnp.sign,
+        output: AbstractDAEOutput = VelocityOutput(),
         *,
         key: PRNGKeyArray,
     ):
         check_positive("data_dim", data_dim)
         check_positive("num_times", num_times)
-        check_choice("activation", activation, DAE_ACTIVATIONS)
-        check_choice("output", output, DAE_OUTPUTS)
+        check_callable("activation", activation, "such as jax.numpy.sign (the paper's) or jax.numpy.tanh")
+        if not isinstance(output, AbstractDAEOutput):
+            raise ValueError(f"output={output!r} is not allowed: pass VelocityOutput() or DenoiserOutput().")
         self.data_dim, self.num_times = int(data_dim), int(num_times)
         self.activation, self.output = activation, output
         self.c = jnp.ones((self.num_times,))
@@ -93,11 +123,6 @@ class TimeTabulatedDAE(eqx.Module):
         """The grid ``t_k = k / K``."""
         return jnp.arange(self.num_times) / self.num_times
 
-    @property
-    def phi(self) -> Callable[[Array], Array]:
-        """The activation function."""
-        return DAE_ACTIVATIONS[self.activation]
-
     def index(self, t: Float[ArrayLike, ""]) -> Int[Array, ""]:
         """Row of the nearest grid time; rounding (not flooring) keeps ``k / K`` computed in floats on row ``k``."""
         return jnp.clip(jnp.round(jnp.asarray(t) * self.num_times), 0, self.num_times - 1).astype(jnp.int32)
@@ -106,14 +131,11 @@ class TimeTabulatedDAE(eqx.Module):
         """``f_k(x) = c_k x + w_k phi(w_k . x / sqrt(d))``, the estimate of ``x1`` given ``x_t = x``."""
         k = self.index(t)
         c, w = self.c[k], self.w[k]
-        return c * x + w * self.phi(jnp.dot(w, x) / math.sqrt(self.data_dim))
+        return c * x + w * self.activation(jnp.dot(w, x) / math.sqrt(self.data_dim))
 
     def __call__(
         self, t: Float[ArrayLike, ""], x: Float[Array, " data_dim"], cond: Any = None
     ) -> Float[Array, " data_dim"]:
         if cond is not None:
             raise ValueError("TimeTabulatedDAE is unconditional: cond must be None")
-        f = self.denoise(t, x)
-        if self.output == "denoiser":
-            return f
-        return (f - x) / (1 - self.times[self.index(t)])
+        return self.output(self.denoise(t, x), x, self.times[self.index(t)])

@@ -7,23 +7,38 @@ condition (a class label or a vector) into one feature vector ``e`` that modulat
 
 from __future__ import annotations
 
+import abc
 import math
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from genflow._checks import check_choice, check_even, check_nonnegative
-
-TIME_EMBEDDINGS = ("sinusoidal", "fourier")
+from genflow._checks import check_callable, check_even, check_nonnegative
 
 
 def _sin_cos(angles: Float[Array, " half"]) -> Float[Array, " dim"]:
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)])
 
 
-class SinusoidalEmbedding(eqx.Module):
+class AbstractTimeEmbedding(eqx.Module):
+    """An embedding ``e(t)`` of a scalar time into ``dim`` features.
+
+    A network takes the embedding's class (or a ``functools.partial`` of it fixing its hyperparameters) as its
+    ``time_embedding`` strategy and builds it as ``time_embedding(dim, key=key)``, so every time embedding has the
+    constructor signature ``(dim, ..., *, key)``.
+    """
+
+    dim: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, " dim"]:
+        """Embed the scalar time ``t`` (shape ``()``)."""
+
+
+class SinusoidalEmbedding(AbstractTimeEmbedding):
     r"""Fixed sinusoidal embedding of a scalar time.
 
     $$e(t) = [\sin(s t \omega_0), \dots, \sin(s t \omega_{d/2-1}), \cos(s t \omega_0), \dots,
@@ -41,14 +56,18 @@ class SinusoidalEmbedding(eqx.Module):
     max_period: float = eqx.field(static=True)
     time_scale: float = eqx.field(static=True)
 
-    def __init__(self, dim: int, max_period: float = 10000.0, time_scale: float = 1000.0):
+    def __init__(
+        self, dim: int, max_period: float = 10000.0, time_scale: float = 1000.0, *, key: PRNGKeyArray | None = None
+    ):
         """Build the embedding.
 
         Args:
             dim: output size (even).
             max_period: longest period $P$ of the sinusoids.
             time_scale: factor $s$ applied to ``t`` before embedding.
+            key: unused (the embedding is deterministic); accepted so that every time embedding is built alike.
         """
+        del key
         check_even("dim", dim)
         self.dim = int(dim)
         self.max_period = float(max_period)
@@ -60,7 +79,7 @@ class SinusoidalEmbedding(eqx.Module):
         return _sin_cos(self.time_scale * jnp.reshape(t, ()) * omega)
 
 
-class GaussianFourierEmbedding(eqx.Module):
+class GaussianFourierEmbedding(AbstractTimeEmbedding):
     r"""Random Fourier features of a scalar time with frozen Gaussian frequencies.
 
     $$e(t) = [\sin(2\pi t w), \cos(2\pi t w)], \qquad w \sim \mathcal{N}(0, \sigma^2 I_{d/2}),$$
@@ -98,17 +117,16 @@ class GaussianFourierEmbedding(eqx.Module):
         return _sin_cos(2 * jnp.pi * jnp.reshape(t, ()) * freqs)
 
 
-def make_time_embedding(kind: str, dim: int, *, key: PRNGKeyArray) -> SinusoidalEmbedding | GaussianFourierEmbedding:
-    """Build the time embedding ``kind`` (``"sinusoidal"`` or ``"fourier"``) with output size ``dim``."""
-    check_choice("time_embedding", kind, TIME_EMBEDDINGS)
-    if kind == "sinusoidal":
-        return SinusoidalEmbedding(dim)
-    return GaussianFourierEmbedding(dim, key=key)
+TimeEmbeddingFactory = Callable[..., AbstractTimeEmbedding]
+"""What a network's ``time_embedding`` is: called as ``time_embedding(dim, key=key)``, it returns the embedding
+(``SinusoidalEmbedding``, ``GaussianFourierEmbedding``, or a ``functools.partial`` of either)."""
 
 
-def check_condition_args(time_embedding: str, emb_dim: int, num_classes: int, cond_dim: int) -> None:
+def check_condition_args(time_embedding: TimeEmbeddingFactory, emb_dim: int, num_classes: int, cond_dim: int) -> None:
     """Validate the arguments of ``ConditionEmbedding``; networks call it before drawing any random numbers."""
-    check_choice("time_embedding", time_embedding, TIME_EMBEDDINGS)
+    check_callable(
+        "time_embedding", time_embedding, "such as SinusoidalEmbedding or functools.partial(GaussianFourierEmbedding)"
+    )
     check_even("emb_dim", emb_dim)
     check_nonnegative("num_classes", num_classes)
     check_nonnegative("cond_dim", cond_dim)
@@ -124,7 +142,8 @@ class ConditionEmbedding(eqx.Module):
 
     $$e(t, c) = W_2\,\mathrm{silu}(W_1 \gamma(t) + b_1) + b_2 + \eta(c),$$
 
-    where $\gamma$ is the time embedding (sinusoidal or Gaussian Fourier) and $\eta$ embeds the condition:
+    where $\gamma$ is the time embedding (an ``AbstractTimeEmbedding``: sinusoidal or Gaussian Fourier) and $\eta$
+    embeds the condition:
 
     - class labels (``num_classes > 0``): a learned table with ``num_classes + 1`` rows. Row
       ``null_label = num_classes`` is the null token of classifier-free guidance; ``cond=None`` uses it.
@@ -137,19 +156,18 @@ class ConditionEmbedding(eqx.Module):
         "Classifier-free diffusion guidance" (null token).
     """
 
-    time_embed: SinusoidalEmbedding | GaussianFourierEmbedding
+    time_embed: AbstractTimeEmbedding
     time_linear1: eqx.nn.Linear
     time_linear2: eqx.nn.Linear
     label_embed: eqx.nn.Embedding | None
     cond_linear: eqx.nn.Linear | None
-    time_embedding: str = eqx.field(static=True)
     emb_dim: int = eqx.field(static=True)
     num_classes: int = eqx.field(static=True)
     cond_dim: int = eqx.field(static=True)
 
     def __init__(
         self,
-        time_embedding: str = "sinusoidal",
+        time_embedding: TimeEmbeddingFactory = SinusoidalEmbedding,
         emb_dim: int = 64,
         num_classes: int = 0,
         cond_dim: int = 0,
@@ -159,7 +177,8 @@ class ConditionEmbedding(eqx.Module):
         """Build the embedding.
 
         Args:
-            time_embedding: ``"sinusoidal"`` or ``"fourier"``.
+            time_embedding: the time embedding's class (or a partial of it), built as
+                ``time_embedding(emb_dim, key=key)``: ``SinusoidalEmbedding`` or ``GaussianFourierEmbedding``.
             emb_dim: size of the output vector (even).
             num_classes: number of class labels; 0 for none.
             cond_dim: size of a vector condition; 0 for none. At most one of ``num_classes`` and ``cond_dim``
@@ -167,10 +186,14 @@ class ConditionEmbedding(eqx.Module):
             key: random key.
         """
         check_condition_args(time_embedding, emb_dim, num_classes, cond_dim)
-        self.time_embedding = time_embedding
         self.emb_dim, self.num_classes, self.cond_dim = int(emb_dim), int(num_classes), int(cond_dim)
         k_time, k1, k2, k_cond = jax.random.split(key, 4)
-        self.time_embed = make_time_embedding(time_embedding, self.emb_dim, key=k_time)
+        self.time_embed = time_embedding(self.emb_dim, key=k_time)
+        if not isinstance(self.time_embed, AbstractTimeEmbedding) or self.time_embed.dim != self.emb_dim:
+            raise ValueError(
+                f"time_embedding={time_embedding!r} built {self.time_embed!r}: need an AbstractTimeEmbedding of "
+                f"dim={self.emb_dim} (emb_dim)."
+            )
         self.time_linear1 = eqx.nn.Linear(self.emb_dim, self.emb_dim, key=k1)
         self.time_linear2 = eqx.nn.Linear(self.emb_dim, self.emb_dim, key=k2)
         self.label_embed = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -31,21 +33,10 @@ class PotentialHead(eqx.Module):
 
     @classmethod
     def from_mlp(
-        cls,
-        data_dim: int,
-        width: int = 128,
-        depth: int = 3,
-        emb_dim: int = 64,
-        num_classes: int = 0,
-        cond_dim: int = 0,
-        activation: str = "silu",
-        time_embedding: str = "sinusoidal",
-        *,
-        key: PRNGKeyArray,
+        cls, data_dim: int, width: int = 128, depth: int = 3, *, key: PRNGKeyArray, **mlp_kwargs: Any
     ) -> PotentialHead:
-        """Build the head on an ``MLP`` trunk with ``out_dim=1``; the arguments are those of ``MLP``."""
-        trunk = MLP(data_dim, width, depth, emb_dim, num_classes, cond_dim, 1, activation, time_embedding, key=key)
-        return cls(trunk)
+        """Build the head on an ``MLP`` trunk with ``out_dim=1``; the other arguments are those of ``MLP``."""
+        return cls(MLP(data_dim, width, depth, out_dim=1, key=key, **mlp_kwargs))
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -81,34 +72,12 @@ class MultiHead(eqx.Module):
     num_heads: int = eqx.field(static=True)
 
     def __init__(
-        self,
-        data_dim: int,
-        num_heads: int,
-        width: int = 128,
-        depth: int = 3,
-        emb_dim: int = 64,
-        num_classes: int = 0,
-        cond_dim: int = 0,
-        activation: str = "silu",
-        time_embedding: str = "sinusoidal",
-        *,
-        key: PRNGKeyArray,
+        self, data_dim: int, num_heads: int, width: int = 128, depth: int = 3, *, key: PRNGKeyArray, **mlp_kwargs: Any
     ):
-        """Build the trunk; ``num_heads`` is $K$ and the other arguments are those of ``MLP``."""
+        """Build the trunk; ``num_heads`` is $K$ and the other arguments are those of ``MLP`` (but ``out_dim``)."""
         check_positive("num_heads", num_heads)
         self.data_dim, self.num_heads = int(data_dim), int(num_heads)
-        self.trunk = MLP(
-            data_dim,
-            width,
-            depth,
-            emb_dim,
-            num_classes,
-            cond_dim,
-            self.num_heads * self.data_dim,
-            activation,
-            time_embedding,
-            key=key,
-        )
+        self.trunk = MLP(data_dim, width, depth, out_dim=self.num_heads * self.data_dim, key=key, **mlp_kwargs)
 
     @property
     def data_shape(self) -> tuple[int]:

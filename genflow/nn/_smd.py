@@ -11,6 +11,7 @@ and it needs no change to the shared networks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -18,11 +19,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from genflow._checks import check_choice, check_positive
-from genflow.nn._mlp import MLP, ResMLP
-from genflow.nn._unet import UNet
-
-DENOISERS = {"mlp": MLP, "resmlp": ResMLP, "unet": UNet}
+from genflow._checks import check_callable, check_positive
+from genflow.nn._mlp import MLP
 
 
 class LatentEncoder(eqx.Module):
@@ -111,7 +109,7 @@ class MixtureDenoiser(eqx.Module):
 
 
 def mixture_denoiser(
-    kind: str = "mlp",
+    denoiser: Callable[..., eqx.Module] = MLP,
     *,
     eta_dim: int = 8,
     latent_dim: int = 32,
@@ -120,10 +118,11 @@ def mixture_denoiser(
     key: PRNGKeyArray,
     **denoiser_kwargs: Any,
 ) -> MixtureDenoiser:
-    """Build a :class:`MixtureDenoiser` around a fresh ``MLP``, ``ResMLP`` or ``UNet`` (``kind``).
+    """Build a :class:`MixtureDenoiser` around a fresh denoiser network of class ``denoiser``.
 
     Args:
-        kind: ``"mlp"``, ``"resmlp"`` or ``"unet"``.
+        denoiser: the denoiser's class, ``MLP`` (default), ``ResMLP`` or ``UNet``; any network class that takes
+            ``cond_dim`` and ``key`` will do.
         eta_dim: size of the mixing noise ``eta``.
         latent_dim: size of the latent ``z_t``.
         latent_width, latent_depth: the latent encoder's MLP.
@@ -131,13 +130,13 @@ def mixture_denoiser(
         **denoiser_kwargs: the denoiser's arguments (``data_dim, width, ...`` or ``in_channels, image_size, ...``),
             without ``cond_dim``/``num_classes``/``cond_channels`` (the latent is the denoiser's condition).
     """
-    check_choice("kind", kind, DENOISERS)
+    check_callable("denoiser", denoiser, "a network class such as MLP, ResMLP or UNet")
     for name in ("cond_dim", "num_classes", "cond_channels"):
         if denoiser_kwargs.get(name):
             raise ValueError(f"{name}={denoiser_kwargs[name]!r} is not allowed: SMD uses the condition slot for z")
         denoiser_kwargs.pop(name, None)
     k_den, k_lat = jax.random.split(key)
-    denoiser = DENOISERS[kind](cond_dim=int(latent_dim), key=k_den, **denoiser_kwargs)
-    size = math.prod(denoiser.data_shape)
+    net = denoiser(cond_dim=int(latent_dim), key=k_den, **denoiser_kwargs)
+    size = math.prod(net.data_shape)
     latent = LatentEncoder(size, eta_dim, latent_dim, latent_width, latent_depth, key=k_lat)
-    return MixtureDenoiser(denoiser, latent)
+    return MixtureDenoiser(net, latent)

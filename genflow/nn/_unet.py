@@ -18,7 +18,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from genflow._checks import check_nonnegative, check_positive
 from genflow.nn._conv import Conv2d, GroupNorm
-from genflow.nn._embeddings import ConditionEmbedding, check_condition_args
+from genflow.nn._embeddings import ConditionEmbedding, SinusoidalEmbedding, TimeEmbeddingFactory, check_condition_args
 from genflow.nn._mlp import FiLM
 
 
@@ -117,7 +117,7 @@ class UNet(eqx.Module):
         num_classes: int = 0,
         cond_dim: int = 0,
         cond_channels: int = 0,
-        time_embedding: str = "sinusoidal",
+        time_embedding: TimeEmbeddingFactory = SinusoidalEmbedding,
         *,
         key: PRNGKeyArray,
     ):
@@ -134,7 +134,7 @@ class UNet(eqx.Module):
             num_classes: number of class labels (0: none); label ``num_classes`` is the null token.
             cond_dim: size of a vector condition (0: none).
             cond_channels: channels of an image-shaped condition concatenated to ``x`` (0: none).
-            time_embedding: ``"sinusoidal"`` or ``"fourier"``.
+            time_embedding: ``SinusoidalEmbedding`` (default), ``GaussianFourierEmbedding`` or a partial of either.
             key: random key.
         """
         self._check_args(in_channels, image_size, base_channels, channel_mults, num_res_blocks, cond_channels)

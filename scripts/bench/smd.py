@@ -39,7 +39,7 @@ SMD_ARGS = dict(eta_dim=8, latent_dim=32, latent_width=128, latent_depth=2)
 def models_2d(size: dict, key) -> dict:
     sched = DiscreteSchedule(1000)
     ddpm = DiffusionModel(MLP(2, key=key, **size), (2,), sched, parametrization=DataPrediction())
-    net = mixture_denoiser("mlp", data_dim=2, key=key, **size, **SMD_ARGS)
+    net = mixture_denoiser(MLP, data_dim=2, key=key, **size, **SMD_ARGS)
     return {
         "ddpm": ddpm,
         "smd_regression": SMDModel(net, (2,), sched, parametrization=DataPrediction()),
@@ -52,7 +52,7 @@ def models_2d(size: dict, key) -> dict:
 def models_digits(size: dict, key) -> dict:
     sched = DiscreteSchedule(1000)
     ddpm = DiffusionModel(UNet(1, image_size=8, key=key, **size), (1, 8, 8), sched, parametrization=DataPrediction())
-    net = mixture_denoiser("unet", in_channels=1, image_size=8, key=key, **size, **SMD_ARGS)
+    net = mixture_denoiser(UNet, in_channels=1, image_size=8, key=key, **size, **SMD_ARGS)
     return {"ddpm": ddpm, "smd_regression": SMDModel(net, (1, 8, 8), sched, parametrization=DataPrediction())}
 
 

@@ -18,7 +18,7 @@ from genflow.train import Trainer, make_optimizer
 
 
 def train_lightsb(
-    source, target, data, eps, *, k=50, diagonal=True, s_init=1.0, lr=3e-3, steps=3000, seed=0, objective="kl"
+    source, target, data, eps, *, k=50, diagonal=True, s_init=1.0, lr=3e-3, steps=3000, seed=0, objective=None
 ):
     pot = MixturePotential(
         source.event_shape[0], k, diagonal=diagonal, s_init=s_init, init_data=target, key=jax.random.key(seed)

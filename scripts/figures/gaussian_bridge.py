@@ -33,7 +33,7 @@ import matplotlib.ticker  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bridges_common import train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
 
-from genflow.bridges import GaussianBridge  # noqa: E402
+from genflow.bridges import GaussianBridge, LightSBKL, LightSBMatching  # noqa: E402
 from genflow.data import Paired  # noqa: E402
 from genflow.distributions import Gaussian  # noqa: E402
 from genflow.metrics import bures_wasserstein_sq, sample_mean_cov  # noqa: E402
@@ -105,7 +105,7 @@ def main():
         src, tgt = Gaussian(gb.a, gb.A), Gaussian(gb.b, gb.B)
         data = Paired(src, tgt)
         row = {"dim": dim, "floor_exact_sampler": conditional_error(gb.sample_conditional, gb)}
-        for name, objective in (("lightsb", "kl"), ("lightsb_m", "matching")):
+        for name, objective in (("lightsb", LightSBKL()), ("lightsb_m", LightSBMatching())):
             m, secs = train_lightsb(src, tgt, data, 1.0, k=1, diagonal=False, lr=1e-2, steps=steps, objective=objective)
             cov_err = float(jnp.max(jnp.abs(m.conditional_params(gb.a[None])[2][0] - gb.conditional(gb.a)[1])))
             row[name] = {

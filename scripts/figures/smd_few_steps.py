@@ -79,7 +79,7 @@ def build(method: str, dim: int, cfg: dict, smd: dict, key) -> object:
         net = MLP(dim, cfg["width"], cfg["depth"], cfg["emb"], key=key)
         return DiffusionModel(net, (dim,), schedule, parametrization=DataPrediction(), sampler=Ancestral())
     net = mixture_denoiser(
-        "mlp",
+        MLP,
         data_dim=dim,
         width=cfg["width"],
         depth=cfg["depth"],

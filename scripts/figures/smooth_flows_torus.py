@@ -77,7 +77,7 @@ def build(cfg: dict, kind: str, force_weight: float, key) -> Flow:
         width=cfg["width"],
         depth=cfg["depth"],
         knots=cfg["knots"],
-        activation="silu",
+        activation=jax.nn.silu,
         permutation="reverse",
         invert=True,
         key=key,

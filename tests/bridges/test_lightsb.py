@@ -6,7 +6,15 @@ import numpy as np
 import optax
 import pytest
 
-from genflow.bridges import ExactConditional, ExactPaths, GaussianBridge, LightSB, MixturePotential
+from genflow.bridges import (
+    ExactConditional,
+    ExactPaths,
+    GaussianBridge,
+    LightSB,
+    LightSBKL,
+    LightSBMatching,
+    MixturePotential,
+)
 from genflow.data import Paired
 from genflow.distributions import Gaussian
 from genflow.solvers import EulerMaruyama
@@ -142,7 +150,7 @@ def test_exact_conditional_sampler_moments(x64):
     np.testing.assert_allclose(np.cov(np.asarray(x1).T), second - np.outer(m, m), atol=0.03)
 
 
-@pytest.mark.parametrize("objective", ["kl", pytest.param("matching", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("objective", [LightSBKL(), pytest.param(LightSBMatching(), marks=pytest.mark.slow)])
 def test_training_recovers_the_gaussian_conditional_covariance(objective):
     # N(a, A) -> N(b, B), eps = 1: K = 1 with full S trained with the shared Trainer must recover
     # eps A^{-1} C within 0.05 (entrywise) and the conditional mean map within 0.1.
@@ -160,8 +168,10 @@ def test_training_recovers_the_gaussian_conditional_covariance(objective):
 
 def test_bad_arguments_raise():
     pot = MixturePotential(2, 3, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="objective='ml' is invalid"):
+    with pytest.raises(ValueError, match=r"objective='ml' is invalid: pass LightSBKL\(\) or LightSBMatching"):
         LightSB(pot, objective="ml")
+    with pytest.raises(ValueError, match=r"t_max=1\.0 is invalid: must lie in \(0, 1\)"):
+        LightSBMatching(t_max=1.0)
     with pytest.raises(ValueError, match="eps=-1 is invalid"):
         LightSB(pot, eps=-1)
     with pytest.raises(ValueError, match="sampler=.*ODE solvers"):

@@ -88,7 +88,7 @@ def flow():
 
 
 def smd():
-    net = mixture_denoiser("mlp", data_dim=2, width=16, depth=1, emb_dim=8, eta_dim=2, latent_dim=4,
+    net = mixture_denoiser(MLP, data_dim=2, width=16, depth=1, emb_dim=8, eta_dim=2, latent_dim=4,
                            latent_width=8, latent_depth=1, key=jax.random.key(0))  # fmt: skip
     return SMDModel(net, (2,), sampler=Ancestral(8))
 

@@ -75,7 +75,11 @@ def test_experiment_config_has_the_scripts_training_settings():
     assert cfg.model.interpolant.gamma._target_.endswith("SqrtGamma") and cfg.model.interpolant.gamma.a == 1.0
     assert cfg.model.t_min == ovs.T_MIN and cfg.model.base is None
     assert (cfg.net.width, cfg.net.depth, cfg.net.emb_dim) == (full["width"], full["depth"], full["emb_dim"])
-    assert (cfg.net.activation, cfg.net.time_embedding) == ("silu", "sinusoidal")  # the MLP defaults the script uses
+    # the MLP defaults the script uses
+    assert (cfg.net.activation.path, cfg.net.time_embedding._target_) == (
+        "jax.nn.silu",
+        "genflow.nn.SinusoidalEmbedding",
+    )
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.warmup_steps) == ("adam", full["lr"], 0)
     assert (cfg.optim.grad_clip, cfg.optim.final_lr_fraction) == (full["grad_clip"], full["final_lr_fraction"])
     t = cfg.train

@@ -16,7 +16,7 @@ from genflow.diffusion import (
     VPSchedule,
     gaussian_posterior,
 )
-from genflow.nn import mixture_denoiser
+from genflow.nn import MLP, UNet, mixture_denoiser
 from genflow.smd import (
     GaussianLatent,
     MixtureKernelOracle,
@@ -99,7 +99,7 @@ def test_fresh_eta_at_every_step_and_reproducible():
 
 
 def test_zero_latent_is_the_same_network_without_randomness():
-    net = mixture_denoiser("mlp", data_dim=2, width=16, depth=1, emb_dim=8, eta_dim=3, latent_dim=4,
+    net = mixture_denoiser(MLP, data_dim=2, width=16, depth=1, emb_dim=8, eta_dim=3, latent_dim=4,
                            latent_width=8, latent_depth=1, key=jax.random.key(0))  # fmt: skip
     x = jax.random.normal(jax.random.key(1), (5, 2))
     rand = SMDModel(net, (2,), DiscreteSchedule(100))
@@ -112,7 +112,7 @@ def test_zero_latent_is_the_same_network_without_randomness():
 
 
 def test_mixture_denoiser_on_the_unet_depends_on_eta():
-    net = mixture_denoiser("unet", in_channels=1, image_size=8, base_channels=8, channel_mults=(1,), emb_dim=8,
+    net = mixture_denoiser(UNet, in_channels=1, image_size=8, base_channels=8, channel_mults=(1,), emb_dim=8,
                            eta_dim=2, latent_dim=4, latent_width=8, latent_depth=1, key=jax.random.key(0))  # fmt: skip
     x = jax.random.normal(jax.random.key(1), (1, 8, 8))
     a, b = net(0.5, x, jnp.zeros(2)), net(0.5, x, jnp.ones(2))
@@ -130,7 +130,7 @@ def test_objectives_in_a_short_training_run():
     data = GaussianMixture.isotropic([0.5, 0.5], [[-1.0], [1.0]], 0.1)
     spreads = {}
     for name, objective in (("regression", RegressionObjective()), ("mixture", MixtureObjective(num_latent_draws=8))):
-        net = mixture_denoiser("mlp", data_dim=1, width=32, depth=2, emb_dim=16, eta_dim=2, latent_dim=8,
+        net = mixture_denoiser(MLP, data_dim=1, width=32, depth=2, emb_dim=16, eta_dim=2, latent_dim=8,
                                latent_width=16, latent_depth=1, key=jax.random.key(0))  # fmt: skip
         model = SMDModel(net, (1,), DiscreteSchedule(100), parametrization=DataPrediction(), objective=objective)
         opt = make_optimizer("adam", 3e-3, grad_clip=1.0)
@@ -144,7 +144,7 @@ def test_objectives_in_a_short_training_run():
 
 
 def test_bad_arguments_raise():
-    net = mixture_denoiser("mlp", data_dim=2, width=8, depth=1, emb_dim=8, eta_dim=2, latent_dim=4, latent_width=8,
+    net = mixture_denoiser(MLP, data_dim=2, width=8, depth=1, emb_dim=8, eta_dim=2, latent_dim=4, latent_width=8,
                            latent_depth=1, key=jax.random.key(0))  # fmt: skip
     with pytest.raises(ValueError, match="objective='elbo' is invalid; allowed: RegressionObjective()"):
         SMDModel(net, (2,), objective="elbo")
@@ -154,10 +154,10 @@ def test_bad_arguments_raise():
         SMDModel(net, (2,), objective=MixtureObjective(num_latent_draws=0))
     with pytest.raises(ValueError, match="eta_dim"):
         SMDModel(lambda t, x, c: x, (2,))
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match=r"denoiser='transformer' is not allowed: pass a callable, a network class"):
         mixture_denoiser("transformer", key=jax.random.key(0))
     with pytest.raises(ValueError, match="condition slot"):
-        mixture_denoiser("mlp", data_dim=2, num_classes=3, key=jax.random.key(0))
+        mixture_denoiser(MLP, data_dim=2, num_classes=3, key=jax.random.key(0))
     with pytest.raises(ValueError, match="eta must have shape"):
         net(0.5, jnp.zeros(2), jnp.zeros(3))
     with pytest.raises(ValueError, match="unconditional"):

@@ -41,7 +41,7 @@ def test_odd_dim_rejected(make):
 
 
 def test_condition_embedding_null_label_is_none():
-    emb = ConditionEmbedding("fourier", 8, num_classes=3, key=KEY)
+    emb = ConditionEmbedding(GaussianFourierEmbedding, 8, num_classes=3, key=KEY)
     assert emb.null_label == 3
     t = jnp.array(0.5)
     np.testing.assert_allclose(emb(t), emb(t, jnp.array(3)))
@@ -49,18 +49,20 @@ def test_condition_embedding_null_label_is_none():
 
 
 def test_condition_embedding_vector_none_is_zeros():
-    emb = ConditionEmbedding("sinusoidal", 8, cond_dim=2, key=KEY)
+    emb = ConditionEmbedding(SinusoidalEmbedding, 8, cond_dim=2, key=KEY)
     t = jnp.array(0.5)
     np.testing.assert_allclose(emb(t), emb(t, jnp.zeros(2)))
     assert not jnp.allclose(emb(t, jnp.ones(2)), emb(t, -jnp.ones(2)))
 
 
 def test_condition_embedding_errors():
-    with pytest.raises(ValueError, match="time_embedding='bogus'"):
+    with pytest.raises(ValueError, match="time_embedding='bogus' is not allowed"):
         ConditionEmbedding("bogus", 8, key=KEY)
+    with pytest.raises(ValueError, match=r"need an AbstractTimeEmbedding of dim=8"):
+        ConditionEmbedding(lambda dim, key: SinusoidalEmbedding(dim + 2), 8, key=KEY)
     with pytest.raises(ValueError, match="one kind of condition"):
-        ConditionEmbedding("sinusoidal", 8, num_classes=2, cond_dim=2, key=KEY)
+        ConditionEmbedding(SinusoidalEmbedding, 8, num_classes=2, cond_dim=2, key=KEY)
     with pytest.raises(ValueError, match="unconditional"):
-        ConditionEmbedding("sinusoidal", 8, key=KEY)(jnp.array(0.0), jnp.array(1))
+        ConditionEmbedding(SinusoidalEmbedding, 8, key=KEY)(jnp.array(0.0), jnp.array(1))
     with pytest.raises(ValueError, match="shape"):
-        ConditionEmbedding("sinusoidal", 8, cond_dim=3, key=KEY)(jnp.array(0.0), jnp.ones(2))
+        ConditionEmbedding(SinusoidalEmbedding, 8, cond_dim=3, key=KEY)(jnp.array(0.0), jnp.ones(2))

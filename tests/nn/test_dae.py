@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genflow.nn._dae import TimeTabulatedDAE
+from genflow.nn import DenoiserOutput, TimeTabulatedDAE
 from genflow.solvers import Euler
 
 D, K = 4, 5
@@ -47,13 +47,13 @@ def test_known_value():
     f = np.array([1.0, 4.0, 6.0, -2.0])
     np.testing.assert_allclose(net.denoise(0.41, x), f, rtol=1e-6)
     np.testing.assert_allclose(net(0.41, x), (f - np.asarray(x)) / 0.6, rtol=1e-6)
-    np.testing.assert_allclose(with_params(small(output="denoiser"), c, w)(0.41, x), f, rtol=1e-6)
-    tanh_net = with_params(small(activation="tanh"), c, w)
+    np.testing.assert_allclose(with_params(small(output=DenoiserOutput()), c, w)(0.41, x), f, rtol=1e-6)
+    tanh_net = with_params(small(activation=jnp.tanh), c, w)
     np.testing.assert_allclose(tanh_net.denoise(0.4, x), 2 * np.asarray(x) + w[2] * np.tanh(-0.5), rtol=1e-6)
 
 
 def test_vmap_jit_matches_loop_and_grads_reach_the_right_row():
-    net = small(activation="tanh")
+    net = small(activation=jnp.tanh)
     t = jnp.array([0.0, 0.21, 0.6, 0.99])
     x = jax.random.normal(jax.random.key(1), (4, D))
     batched = eqx.filter_jit(jax.vmap(net))(t, x)
@@ -77,8 +77,8 @@ def test_last_euler_step_lands_on_the_denoiser():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"activation": "relu"}, r"activation='relu' is not allowed.*sign.*tanh"),
-        ({"output": "score"}, r"output='score' is not allowed"),
+        ({"activation": "relu"}, r"activation='relu' is not allowed: pass a callable.*sign.*tanh"),
+        ({"output": "score"}, r"output='score' is not allowed: pass VelocityOutput\(\) or DenoiserOutput\(\)"),
         ({"num_times": 0}, r"num_times=0 must be a positive integer"),
     ],
 )
