@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 
 from genflow.diffusion import (
     DDIM,
@@ -56,7 +57,7 @@ from genflow.diffusion import (
 from genflow.distributions import GaussianMixture
 from genflow.metrics import energy_distance
 from genflow.nn import MLP
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -119,8 +120,8 @@ def train(p0: GaussianMixture, cfg: dict, key) -> tuple[DiffusionModel, float]:
     net = MLP(2, width=cfg["width"], depth=cfg["depth"], emb_dim=cfg["emb_dim"], key=k_net)
     model = DiffusionModel(net, (2,), schedule=VPSchedule())
     steps = cfg["train_steps"]
-    opt = make_optimizer("adam", cfg["lr"], "warmup_cosine", warmup_steps=steps // 20, total_steps=steps,
-                         grad_clip=1.0)  # fmt: skip
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], warmup_steps=steps // 20, decay_steps=steps)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
     trainer = Trainer(opt, steps, cfg["batch"], steps_per_call=math.gcd(steps, 1000), progress=False)
     t0 = time.perf_counter()
     state = trainer.fit(model, p0, key=k_fit)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 
 from genflow.data import Digits
 from genflow.interpolants import (
@@ -41,7 +42,7 @@ from genflow.interpolants import (
 from genflow.metrics import digits_accuracy, digits_feature_mmd, load_digits_classifier, mmd
 from genflow.nn import UNet
 from genflow.solvers import Heun
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -73,12 +74,9 @@ def make_model(task: str, coupled: bool, key) -> StochasticInterpolant:
 
 
 def train(model, settings: dict, key):
-    optimizer = make_optimizer(
-        "adam",
-        lr=settings["lr"],
-        schedule="warmup_cosine",
-        warmup_steps=min(100, settings["num_steps"] // 2),
-        total_steps=settings["num_steps"],
+    warmup = min(100, settings["num_steps"] // 2)
+    optimizer = optax.adam(
+        optax.warmup_cosine_decay_schedule(0.0, settings["lr"], warmup, decay_steps=settings["num_steps"])
     )
     trainer = Trainer(
         optimizer,
