@@ -1,14 +1,18 @@
 """Build, validate and reload runs from Hydra configs. The only library-facing code that touches hydra/omegaconf.
 
-Validation runs before anything compiles: it instantiates the cheap parts (data, sampler, optimizer), traces the
-network and model constructors with ``eqx.filter_eval_shape`` (shapes only), and checks the loop's integers. Every
-failure is a :class:`ConfigError` naming the key, the value and what is allowed.
+Validation runs before anything compiles: it instantiates the cheap parts (data, sampler, optimizer, Trainer),
+traces the network and model constructors with ``eqx.filter_eval_shape`` (shapes only), and checks the loop's
+integers. Every failure is a :class:`ConfigError` naming the key, the value and what is allowed.
+
+The optimizer (``optim``), the Trainer (``train``) and its evaluation hooks (``callbacks``) are built from their
+``_target_`` nodes; only ``train.seed`` and ``train.resume`` belong to the run rather than to the Trainer.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +22,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genflow.train import SampleHook, Trainer, check_schedule
+from genflow.train import Trainer
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # What a resumed run must share with the saved one: everything that shapes the checkpoint or the numbers after it.
 RESUME_GROUPS = ("model", "net", "data", "optim", "sampler")
 RESUME_TRAIN_KEYS = ("seed", "batch_size", "steps_per_call", "ema_decay", "ema_warmup")  # unroll may change
+RUN_KEYS = ("seed", "resume")  # train.* keys that experiments/train.py reads itself; the rest are Trainer arguments
 
 
 class ConfigError(ValueError):
@@ -83,23 +88,65 @@ def build_model(cfg: DictConfig, data_shape: tuple[int, ...], key) -> eqx.Module
     )
 
 
+def build_optimizer(cfg: DictConfig) -> Any:
+    """The optax transformation of ``cfg.optim``, checked and clamped by :func:`check_optim` first."""
+    check_optim(cfg)
+    return instantiate_at(cfg, "optim")
+
+
 def build_trainer(cfg: DictConfig, run_dir: str | Path | None) -> Trainer:
-    t = cfg.train
-    return Trainer(
-        optimizer=instantiate_at(cfg, "optim"),
-        num_steps=t.num_steps,
-        batch_size=t.batch_size,
-        steps_per_call=t.steps_per_call,
-        ema_decay=t.ema_decay,
-        ema_warmup=t.ema_warmup,
-        unroll=t.unroll,
-        run_dir=run_dir,
-        checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints,
-        eval_every=t.eval_every,
-        progress=t.progress,
-        tensorboard=t.tensorboard,
-    )
+    """``cfg.train`` instantiated (``_target_: genflow.train.Trainer``) with the optimizer and the run directory."""
+    return instantiate_at(_trainer_node(cfg), "train", optimizer=build_optimizer(cfg), run_dir=run_dir)
+
+
+def _trainer_node(cfg: DictConfig) -> DictConfig:
+    """``cfg`` without the run's own keys (``RUN_KEYS``) under ``train``: what the Trainer takes."""
+    node = copy.deepcopy(cfg)
+    with open_dict(node.train):
+        for name in RUN_KEYS:
+            node.train.pop(name, None)
+    return node
+
+
+def build_hooks(cfg: DictConfig, data: Any, run_dir: Path) -> list:
+    """The Trainer's evaluation hooks: every node of ``cfg.callbacks``, given the data set and the run directory."""
+    callbacks = OmegaConf.select(cfg, "callbacks") or {}
+    return [instantiate_at(cfg, f"callbacks.{name}", data=data, run_dir=run_dir) for name in callbacks]
+
+
+def _nodes(node: Any, path: str):
+    """``(path, node)`` for ``node`` and every dict node below it, lists included."""
+    if OmegaConf.is_dict(node):
+        yield path, node
+        children = ((f"{path}.{k}", v) for k, v in node.items_ex(resolve=False))
+    elif OmegaConf.is_list(node):
+        children = ((f"{path}.{i}", v) for i, v in enumerate(node))
+    else:
+        return
+    for child_path, child in children:
+        yield from _nodes(child, child_path)
+
+
+def check_optim(cfg: DictConfig) -> None:
+    """Learning rates must be positive; a warm-up as long as the run or longer is clamped, with a warning.
+
+    optax checks neither: a negative rate ascends the loss, and ``warmup_cosine_decay_schedule`` fails inside
+    optax when ``warmup_steps >= decay_steps`` (for instance a 100-step warm-up in a ``train.num_steps=7`` run).
+    """
+    for path, node in _nodes(cfg.optim, "optim"):
+        is_schedule = str(node.get("_target_", "")).endswith("_schedule")
+        for name in ("learning_rate",) + (("peak_value", "value") if is_schedule else ()):
+            value = node.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                raise ConfigError(f"{path}.{name}={value!r} is invalid: must be a positive learning rate")
+        warmup, total = node.get("warmup_steps"), node.get("decay_steps")
+        if isinstance(warmup, int) and isinstance(total, int) and 0 < total <= warmup:
+            warnings.warn(
+                f"{path}.warmup_steps={warmup} is not shorter than the schedule ({path}.decay_steps={total}): "
+                f"clamped to {total - 1}",
+                stacklevel=2,
+            )
+            node.warmup_steps = total - 1
 
 
 def _net_size_keys(cfg: DictConfig) -> str:
@@ -122,10 +169,6 @@ def check_net_matches_data(cfg: DictConfig, data: Any) -> None:
 def validate(cfg: DictConfig) -> Any:
     """Check a config before compiling anything; returns the instantiated data set."""
     t = cfg.train
-    try:
-        check_schedule(t.num_steps, t.batch_size, t.steps_per_call, t.checkpoint_every, t.eval_every, t.ema_decay)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
     _check_positive_int(t, "train", "keep_checkpoints")
     _check_int(t, "train", "seed")
     for name in ("progress", "tensorboard", "resume", "ema_warmup"):
@@ -133,9 +176,11 @@ def validate(cfg: DictConfig) -> Any:
             raise ConfigError(f"train.{name}={t[name]!r} is invalid: must be true or false")
     for name in ("num_samples", "num_trajectories"):
         _check_positive_int(cfg.eval, "eval", name)
+    # The loop's integers first (the schedule's length depends on them): the Trainer checks them when it is built.
+    instantiate_at(_trainer_node(cfg), "train", optimizer=None, run_dir=None)
+    build_optimizer(cfg)
     data = build_data(cfg)
     build_sampler(cfg)
-    instantiate_at(cfg, "optim")
     check_net_matches_data(cfg, data)
     eqx.filter_eval_shape(build_model, cfg, tuple(data.event_shape), jax.random.key(0))
     return data
@@ -171,10 +216,6 @@ def check_resumable(cfg: DictConfig, run_dir: Path) -> None:
                 f"{key}={new!r} differs from the run saved in {saved_path} ({old!r}); allowed: the saved value, "
                 "or a new run directory (hydra.run.dir=...)"
             )
-
-
-def make_hooks(cfg: DictConfig, data: Any, run_dir: Path) -> list:
-    return [SampleHook(data, run_dir, cfg.eval.num_samples, plot=cfg.eval.plot, seed=cfg.train.seed)]
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> tuple[DictConfig, Any, Any]:

@@ -10,18 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import load_run  # noqa: E402
-
-from genflow.metrics import energy_distance, flatten_samples, mmd, nll_bits_per_dim, sliced_w2, w2_exact  # noqa: E402
-from genflow.train import sample_with_reference  # noqa: E402
+from experiments._common import load_run
+from genflow._blas import single_threaded_lapack
+from genflow.metrics import energy_distance, flatten_samples, mmd, nll_bits_per_dim, sliced_w2, w2_exact
+from genflow.train import sample_with_reference
 
 
 def sample_metrics(key, x, ref) -> dict:
@@ -51,6 +48,7 @@ def nll_metrics(model, key, ref, data) -> dict:
 
 
 def main(argv=None) -> dict:
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--num", type=int, default=2000)

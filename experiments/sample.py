@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import jax
@@ -18,11 +17,9 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import CONFIG_DIR, load_run  # noqa: E402
-
-from genflow.train import plot_trajectories_2d, sample_with_reference, write_sample_figure  # noqa: E402
+from experiments._common import CONFIG_DIR, load_run
+from genflow._blas import single_threaded_lapack
+from genflow.train import plot_trajectories_2d, sample_with_reference, write_sample_figure
 
 
 def load_sampler(name: str, steps: int | None):
@@ -39,6 +36,7 @@ def load_sampler(name: str, steps: int | None):
 
 
 def main(argv=None) -> dict:
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--num", type=int, default=2000)

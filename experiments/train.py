@@ -20,11 +20,16 @@ import jax
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import ConfigError, build_model, build_trainer, check_resumable, make_hooks, validate  # noqa: E402
-
-from genflow.train import NonFiniteLossError, plot_trajectories_2d, write_sample_figure  # noqa: E402
+from experiments._common import (
+    ConfigError,
+    build_hooks,
+    build_model,
+    build_trainer,
+    check_resumable,
+    validate,
+)
+from genflow._blas import single_threaded_lapack
+from genflow.train import NonFiniteLossError, plot_trajectories_2d, write_sample_figure
 
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no TPU/GPU probing noise in run logs
 
@@ -58,7 +63,7 @@ def train(cfg: DictConfig, run_dir: Path):
     k_model, k_train = jax.random.split(jax.random.key(cfg.train.seed))
     model = build_model(cfg, tuple(data.event_shape), k_model)
     trainer = build_trainer(cfg, run_dir)
-    state = trainer.fit(model, data, key=k_train, hooks=make_hooks(cfg, data, run_dir), resume=cfg.train.resume)
+    state = trainer.fit(model, data, key=k_train, hooks=build_hooks(cfg, data, run_dir), resume=cfg.train.resume)
     if cfg.eval.plot:
         figures = write_final_figures(cfg, state.ema_model, data, run_dir)
         (run_dir / "figures" / "figures.json").write_text(json.dumps(figures, indent=2))
@@ -67,6 +72,7 @@ def train(cfg: DictConfig, run_dir: Path):
 
 @hydra.main(version_base=None, config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> None:
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         train(cfg, run_dir)

@@ -1,10 +1,6 @@
 """genflow: probabilistic generative modeling in JAX."""
 
-from genflow._blas import single_threaded_lapack
-
-single_threaded_lapack()  # before JAX first loads LAPACK: see genflow/_blas.py
-
-from genflow._base import (  # noqa: E402
+from genflow._base import (
     AbstractDensityModel,
     AbstractGenerativeModel,
     AbstractSolvableDensityModel,

@@ -2,6 +2,10 @@ import os
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+from genflow._blas import single_threaded_lapack  # noqa: E402
+
+single_threaded_lapack()  # the test process is an entry point: see genflow/_blas.py
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

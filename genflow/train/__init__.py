@@ -1,9 +1,8 @@
-"""Training: scan-chunked trainer, EMA, optimizers, atomic checkpoints, metrics logging."""
+"""Training: scan-chunked trainer, EMA, atomic checkpoints, metrics logging. Optimizers are plain optax."""
 
 from genflow.train._checkpoint import CheckpointManager
 from genflow.train._hooks import SampleHook, sample_with_reference, write_sample_figure
 from genflow.train._logging import MetricsLogger
-from genflow.train._optim import make_optimizer, make_schedule
 from genflow.train._plots import plot_image_grid, plot_samples_2d, plot_trajectories_2d
 from genflow.train._trainer import NonFiniteLossError, Trainer, TrainState, check_schedule, data_mesh
 
@@ -16,8 +15,6 @@ __all__ = [
     "Trainer",
     "check_schedule",
     "data_mesh",
-    "make_optimizer",
-    "make_schedule",
     "plot_image_grid",
     "plot_samples_2d",
     "plot_trajectories_2d",

@@ -88,8 +88,13 @@ def _constrain(tree: Any, sharding: NamedSharding | None) -> Any:
 
 
 def _ema_update(ema: Any, new: Any, decay: Array) -> Any:
-    """``ema <- decay * ema + (1 - decay) * new`` on trainable leaves; other leaves follow ``new``."""
-    return jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p if eqx.is_inexact_array(p) else p, ema, new)
+    """``ema <- decay * ema + (1 - decay) * new`` on the trainable leaves (the others are ``None`` here).
+
+    optax's Polyak average ``incremental_update(a, b, step) = step * a + (1 - step) * b``, with the average as ``a``
+    and ``step = decay``: the textbook order (``step = 1 - decay`` on the new parameters) computes
+    ``1 - (1 - decay)``, and XLA fuses the other order differently, so either would move the numbers in the last bits.
+    """
+    return optax.incremental_update(ema, new, decay)
 
 
 # No buffer donation: the NaN guard checkpoints the state from before the chunk, so its buffers must survive.
@@ -142,10 +147,11 @@ class Trainer:
     """Fits any ``AbstractGenerativeModel`` to any data object with ``sample(key, batch_size)``.
 
     Args:
-        optimizer: an optax transformation (see :func:`make_optimizer`).
+        optimizer: an optax transformation, e.g. ``optax.adam(optax.warmup_cosine_decay_schedule(...))``.
         num_steps: total optimizer steps.
         batch_size: examples per step.
-        steps_per_call: optimizer steps per jit call (one ``lax.scan``); must divide ``num_steps``.
+        steps_per_call: optimizer steps per jit call (one ``lax.scan``). Any ``num_steps`` works: the last chunk is
+            shorter when ``steps_per_call`` does not divide it (one more compilation).
         ema_decay: decay of the exponential moving average of the parameters.
         ema_warmup: ramp the decay up as ``min(ema_decay, (1 + t) / (10 + t))``.
         unroll: ``lax.scan`` unrolling of the steps in a chunk (``True``: fully unrolled, no loop). Convolutional
@@ -153,7 +159,8 @@ class Trainer:
             slower than outside one (jax-ml/jax#12868); keep ``steps_per_call`` small then, since compile time
             grows with it.
         run_dir: where metrics.jsonl and checkpoints/ go (``None``: no files are written).
-        checkpoint_every: steps between checkpoints (a multiple of ``steps_per_call``; 0 disables).
+        checkpoint_every: steps between checkpoints (a multiple of ``steps_per_call``; 0: only at the end). The last
+            step is always checkpointed.
         keep_checkpoints: how many recent checkpoints to keep.
         eval_every: steps between calls of the evaluation hooks (a multiple of ``steps_per_call``; 0: only at the
             end).
@@ -278,18 +285,33 @@ class Trainer:
         return state
 
     def _check_resumable(self, step: int) -> None:
-        if step % self.steps_per_call:
+        # Chunks start at multiples of steps_per_call; a checkpoint off that grid is a finished run's last step
+        # (nothing left to do) or comes from another steps_per_call, whose chunks would round differently.
+        if step % self.steps_per_call and step < self.num_steps:
             raise ValueError(
                 f"checkpoint step {step} is not a multiple of train.steps_per_call={self.steps_per_call}: resume with "
-                "the steps_per_call the run was saved with"
+                "the steps_per_call the run was saved with (the last step of a finished run cannot be extended)"
             )
+
+    def _chunk_length(self, step: int) -> int:
+        """Steps to the next multiple of ``steps_per_call``, or to the end of the run.
+
+        Chunks sit on the same grid in a resumed run as in an uninterrupted one, so both compile the same chunk and
+        compute the same numbers; a last, shorter chunk costs one more compilation.
+        """
+        return min(self.steps_per_call - step % self.steps_per_call, self.num_steps - step)
+
+    def _due(self, every: int, step: int) -> bool:
+        """Whether a cadence of ``every`` steps (0: only at the end) falls on ``step``."""
+        return bool(every and step % every == 0) or step == self.num_steps
 
     def _loop(self, state, data, hooks, logger, bar):
         step = int(state.step)
         last_saved = self.checkpoints.latest_step() if self.checkpoints is not None else None
         while step < self.num_steps:
+            n = self._chunk_length(step)
             t0 = time.perf_counter()
-            new_state, losses, finite = self.train_chunk(state, data)
+            new_state, losses, finite = self.train_chunk(state, data, n)
             losses, finite = np.asarray(losses), bool(finite)  # the one host sync per chunk
             elapsed = time.perf_counter() - t0
             bad = np.flatnonzero(~np.isfinite(losses))
@@ -297,21 +319,19 @@ class Trainer:
                 if last_saved != step:
                     self.save(state)
                     last_saved = step if self.checkpoints is not None else last_saved
-                first_bad = step + int(bad[0]) + 1 if bad.size else step + self.steps_per_call
+                first_bad = step + int(bad[0]) + 1 if bad.size else step + n
                 raise NonFiniteLossError(first_bad, last_saved, what="loss" if bad.size else "parameters")
-            state, step = new_state, step + self.steps_per_call
-            rate = self.steps_per_call / max(elapsed, 1e-9)
-            bar.update(self.steps_per_call)
+            state, step = new_state, step + n
+            rate = n / max(elapsed, 1e-9)
+            bar.update(n)
             bar.set_postfix(loss=f"{losses.mean():.4g}", steps_s=f"{rate:.0f}")
             record = {"loss": float(losses.mean()), "loss_last": float(losses[-1]), "steps_per_sec": rate}
-            if (self.eval_every and step % self.eval_every == 0) or step == self.num_steps:
+            if self._due(self.eval_every, step):
                 for hook in hooks:
                     record.update(_hook_record(hook(state, step), record))
             if logger is not None:
                 logger.log(step, **record)
-            if self.checkpoints is not None and (
-                (self.checkpoint_every and step % self.checkpoint_every == 0) or step == self.num_steps
-            ):
+            if self.checkpoints is not None and self._due(self.checkpoint_every, step):
                 self.save(state)
                 last_saved = step
         return state
@@ -351,10 +371,6 @@ def check_schedule(num_steps, batch_size, steps_per_call, checkpoint_every=0, ev
     for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("steps_per_call", steps_per_call)):
         if not _is_int(value) or value <= 0:
             raise ValueError(f"train.{name}={value!r} is invalid: must be a positive integer")
-    if num_steps % steps_per_call:
-        raise ValueError(
-            f"train.num_steps={num_steps} is invalid: must be a multiple of train.steps_per_call={steps_per_call}"
-        )
     for name, value in (("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
         if not _is_int(value) or value < 0 or value % steps_per_call:
             raise ValueError(

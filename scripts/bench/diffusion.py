@@ -28,6 +28,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -45,7 +46,7 @@ from genflow.diffusion import (  # noqa: E402
 from genflow.metrics import energy_distance, nll_bits_per_dim  # noqa: E402
 from genflow.nn import MLP, UNet  # noqa: E402
 from genflow.solvers import DiffraxODE, Heun, Hutchinson  # noqa: E402
-from genflow.train import Trainer, make_optimizer  # noqa: E402
+from genflow.train import Trainer  # noqa: E402
 
 DIGITS_BIN = 1 / 8  # sklearn digits take values p/8 - 1, p = 0..16
 
@@ -63,8 +64,10 @@ def unet_model(key, smoke=False):
 
 
 def trainer(num_steps, batch_size, steps_per_call, unroll=1, lr=2e-3):
-    opt = make_optimizer("adam", lr=lr, schedule="warmup_cosine", warmup_steps=min(100, num_steps // 10),
-                         total_steps=num_steps, grad_clip=1.0)  # fmt: skip
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=min(100, num_steps // 10), decay_steps=num_steps
+    )
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
     return Trainer(opt, num_steps, batch_size, steps_per_call=steps_per_call, unroll=unroll, progress=False)
 
 
@@ -147,4 +150,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -28,6 +28,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -36,7 +37,7 @@ from _timing import machine, time_training  # noqa: E402
 from genflow.data import Toy2D  # noqa: E402
 from genflow.diffusion import DiffusionModel  # noqa: E402
 from genflow.nn import MLP  # noqa: E402
-from genflow.train import Trainer, make_optimizer  # noqa: E402
+from genflow.train import Trainer  # noqa: E402
 from genflow.train._trainer import _train_chunk  # noqa: E402
 
 BUDGETS = {
@@ -100,7 +101,7 @@ def grad_step(model, batch: int):
 
 
 def train_at(model, batch: int, budget: dict) -> dict:
-    opt = make_optimizer("adam", lr=1e-4)
+    opt = optax.adam(1e-4)
     spc, calls = budget["steps_per_call"], budget["calls"]
     trainer = Trainer(opt, spc * (calls + 1), batch, steps_per_call=spc, progress=False, mesh=None)
     data = CountingData(Toy2D("moons"))
@@ -127,7 +128,7 @@ def train_at(model, batch: int, budget: dict) -> dict:
 
 def host_round_trip(model, batch: int) -> dict:
     """Steps/s with one step per jit call against a scanned chunk: the cost of a host sync every step."""
-    opt = make_optimizer("adam", lr=1e-4)
+    opt = optax.adam(1e-4)
     out = {}
     for spc, calls in ((1, 8), (8, 1)):
         tr = Trainer(opt, spc * (calls + 1), batch, steps_per_call=spc, progress=False, mesh=None)
@@ -165,4 +166,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -24,7 +25,7 @@ from _timing import machine, time_sampling, time_training  # noqa: E402
 
 from genflow.data import Toy2D  # noqa: E402
 from genflow.flows import Flow, coupling_flow  # noqa: E402
-from genflow.train import Trainer, make_optimizer  # noqa: E402
+from genflow.train import Trainer  # noqa: E402
 
 
 def build(key) -> Flow:
@@ -50,7 +51,7 @@ def main() -> dict:
     data = Toy2D("moons")
     calls, train_steps = (2, 500) if args.smoke else (5, 1000) if args.quick else (20, 5000)
     model = build(jax.random.key(0))
-    opt = make_optimizer("adam", lr=1e-3, schedule="warmup_cosine", warmup_steps=100, total_steps=train_steps)
+    opt = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 1e-3, warmup_steps=100, decay_steps=train_steps))
     trainer = Trainer(opt, num_steps=train_steps, batch_size=256, steps_per_call=100, progress=False)
     speed = time_training(trainer, model, data, calls)
     trained = trainer.fit(model, data, key=jax.random.key(2)).ema_model
@@ -73,4 +74,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

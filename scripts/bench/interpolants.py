@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import jax
+import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -26,7 +27,7 @@ from genflow.interpolants import LinearInterpolant, SqrtGamma, StochasticInterpo
 from genflow.metrics import w2_exact  # noqa: E402
 from genflow.nn import MLP  # noqa: E402
 from genflow.solvers import Euler, EulerMaruyama  # noqa: E402
-from genflow.train import Trainer, make_optimizer  # noqa: E402
+from genflow.train import Trainer  # noqa: E402
 
 COUPLINGS = {
     "independent": IndependentCoupling(),
@@ -66,9 +67,7 @@ def main() -> dict:
     ref, ref2 = data.sample(jax.random.key(5), n), data.sample(jax.random.key(6), n)
     for name, coupling in COUPLINGS.items():
         model = build(coupling, jax.random.key(0))
-        trainer = Trainer(
-            make_optimizer("adam", lr=1e-3), num_steps=train_steps, batch_size=256, steps_per_call=100, progress=False
-        )
+        trainer = Trainer(optax.adam(1e-3), num_steps=train_steps, batch_size=256, steps_per_call=100, progress=False)
         speed = time_training(trainer, model, data, calls)
         trained = trainer.fit(model, data, key=jax.random.key(2)).ema_model
         x = trained.sample(jax.random.key(7), n)
@@ -86,4 +85,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -27,7 +28,7 @@ from _timing import machine, time_training  # noqa: E402
 from genflow.distributions import StandardNormal  # noqa: E402
 from genflow.interpolants import FlowMatching  # noqa: E402
 from genflow.nn import MLP, UNet  # noqa: E402
-from genflow.train import Trainer, make_optimizer  # noqa: E402
+from genflow.train import Trainer  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "scaling"
 BUDGETS = {
@@ -67,7 +68,7 @@ def seconds_per_step(model, shape, batch: int, calls: int, unet: bool) -> dict:
 
 def _measure(model, shape, batch: int, calls: int, unet: bool) -> dict:
     spc = 1 if unet else 10
-    tr = Trainer(make_optimizer("adam", lr=1e-4), spc * (calls + 1), batch, steps_per_call=spc, unroll=unet,
+    tr = Trainer(optax.adam(1e-4), spc * (calls + 1), batch, steps_per_call=spc, unroll=unet,
                  progress=False, mesh=None)  # fmt: skip
     t = time_training(tr, model, StandardNormal(shape), calls)
     return {"seconds_per_step": 1.0 / t["steps_per_sec"], "first_call_s": t["first_call_s"]}
@@ -150,4 +151,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

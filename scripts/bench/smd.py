@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import jax
+import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -31,7 +32,7 @@ from genflow.diffusion import Ancestral, DataPrediction, DiffusionModel, Discret
 from genflow.distributions import GaussianMixture  # noqa: E402
 from genflow.nn import MLP, UNet, mixture_denoiser  # noqa: E402
 from genflow.smd import MixtureObjective, SMDModel  # noqa: E402
-from genflow.train import Trainer, make_optimizer  # noqa: E402
+from genflow.train import Trainer  # noqa: E402
 
 SMD_ARGS = dict(eta_dim=8, latent_dim=32, latent_width=128, latent_depth=2)
 
@@ -76,7 +77,7 @@ def main(argv=None) -> dict:
     )
     calls, chunk = (1, 10) if smoke else (3, 200)
     data_2d = GaussianMixture.isotropic([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], 0.1)
-    opt = make_optimizer("adam", 1e-3)
+    opt = optax.adam(1e-3)
     result = {"machine": machine(), "smoke": smoke}
 
     key = jax.random.key(0)
@@ -105,4 +106,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import jax
+import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -24,7 +25,7 @@ from genflow.interpolants import FlowMatching  # noqa: E402
 from genflow.metrics import w2_exact  # noqa: E402
 from genflow.nn import MLP  # noqa: E402
 from genflow.solvers import Euler  # noqa: E402
-from genflow.train import Trainer, make_optimizer  # noqa: E402
+from genflow.train import Trainer  # noqa: E402
 
 
 def build(key):
@@ -34,7 +35,7 @@ def build(key):
 
 def time_chunks(model, data, steps_per_call: int, total_steps: int) -> dict:
     tr = Trainer(
-        make_optimizer("adam", lr=1e-3),
+        optax.adam(1e-3),
         num_steps=total_steps,
         batch_size=256,
         steps_per_call=steps_per_call,
@@ -54,9 +55,7 @@ def main() -> dict:
     throughput = [time_chunks(model, data, spc, steps) for spc, steps in timed.items()]
     train_steps = 1000 if args.smoke else 2000
 
-    tr = Trainer(
-        make_optimizer("adam", lr=1e-3), num_steps=train_steps, batch_size=256, steps_per_call=1000, progress=False
-    )
+    tr = Trainer(optax.adam(1e-3), num_steps=train_steps, batch_size=256, steps_per_call=1000, progress=False)
     state = tr.fit(model, data, key=jax.random.key(2))
     trained = state.ema_model
 
@@ -82,4 +81,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -14,7 +14,7 @@ import optax
 from genflow.bridges import DSBM, BridgeMatching, LightSB, MixturePotential, entropic_coupling, fit_dsbm
 from genflow.nn import MLP
 from genflow.solvers import EulerMaruyama
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 
 def train_lightsb(
@@ -52,7 +52,7 @@ def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=5
         sampler=EulerMaruyama(num_steps=sim_steps),
         coupling=entropic_coupling(eps) if ot else None,
     )
-    opt = make_optimizer("adam", lr=1e-3, schedule="warmup_cosine", warmup_steps=100, total_steps=steps)
+    opt = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 1e-3, warmup_steps=100, decay_steps=steps))
     trainer = Trainer(opt, num_steps=steps, batch_size=256, steps_per_call=math.gcd(steps, 500), progress=False)
     t0 = time.perf_counter()
     fitted = jax.block_until_ready(trainer.fit(model, data, key=jax.random.key(seed + 1)).ema_model)
@@ -74,7 +74,7 @@ def train_dsbm(
         num_sim_steps=20,
         coupling=entropic_coupling(eps) if ot_init else None,
     )
-    opt = make_optimizer("adam", lr=1e-3, schedule="constant")
+    opt = optax.adam(1e-3)
     trainer = Trainer(
         opt, num_steps=steps_per_stage, batch_size=256, steps_per_call=math.gcd(steps_per_stage, 500), progress=False
     )

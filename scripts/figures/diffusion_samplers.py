@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 
 from genflow.diffusion import (
     DDIM,
@@ -60,7 +61,7 @@ from genflow.distributions import GaussianMixture
 from genflow.metrics import energy_distance
 from genflow.nn import MLP
 from genflow.solvers import DiffraxODE, Euler, EulerMaruyama, Heun
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -123,8 +124,8 @@ def train(p0: GaussianMixture, cfg: dict, key) -> tuple[DiffusionModel, float]:
     net = MLP(2, width=cfg["width"], depth=cfg["depth"], emb_dim=cfg["emb_dim"], key=k_net)
     model = DiffusionModel(net, (2,), schedule=VPSchedule())
     steps = cfg["train_steps"]
-    opt = make_optimizer("adam", cfg["lr"], "warmup_cosine", warmup_steps=steps // 20, total_steps=steps,
-                         grad_clip=1.0)  # fmt: skip
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], warmup_steps=steps // 20, decay_steps=steps)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
     trainer = Trainer(opt, steps, cfg["batch"], steps_per_call=math.gcd(steps, 1000), progress=False)
     t0 = time.perf_counter()
     state = trainer.fit(model, p0, key=k_fit)
@@ -257,4 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,8 @@ def cli(script: str, *args: str) -> str:
     out = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / script), *args],
         cwd=ROOT,
+        # This checkout's experiments package, whatever the editable install points at.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
         check=True,
         capture_output=True,
         text=True,
@@ -113,4 +116,7 @@ def _plot_sweep(sweep: list[dict], floor: float, path: Path) -> None:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 
 from genflow.couplings import InpaintingCoupling, SuperResolutionCoupling
 from genflow.data import Digits
@@ -36,7 +37,7 @@ from genflow.interpolants import LinearInterpolant, NoGamma, StochasticInterpola
 from genflow.metrics import digits_accuracy, digits_feature_mmd, load_digits_classifier, mmd
 from genflow.nn import UNet
 from genflow.solvers import Heun
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -68,12 +69,9 @@ def make_model(task: str, coupled: bool, key) -> StochasticInterpolant:
 
 
 def train(model, settings: dict, key):
-    optimizer = make_optimizer(
-        "adam",
-        lr=settings["lr"],
-        schedule="warmup_cosine",
-        warmup_steps=min(100, settings["num_steps"] // 2),
-        total_steps=settings["num_steps"],
+    warmup = min(100, settings["num_steps"] // 2)
+    optimizer = optax.adam(
+        optax.warmup_cosine_decay_schedule(0.0, settings["lr"], warmup, decay_steps=settings["num_steps"])
     )
     trainer = Trainer(
         optimizer,
@@ -196,4 +194,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

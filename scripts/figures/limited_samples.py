@@ -38,13 +38,13 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow.data._binary_gmm import binary_gmm
 from genflow.interpolants import FlowMatching
 from genflow.nn import TimeTabulatedDAE, VelocityOutput
 from genflow.solvers import Euler
-from genflow.train import make_optimizer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -167,7 +167,7 @@ def train_dae(key: PRNGKeyArray, x1: Float[Array, "n d"], cfg: dict) -> tuple[Ti
     k_net, k_x0 = jax.random.split(key)
     net = TimeTabulatedDAE(d, cfg["num_times"], cfg["activation"], VelocityOutput(), key=k_net)
     x0 = jax.random.normal(k_x0, (n, d))  # the paired base draws, the same at every time
-    opt = make_optimizer("adam", cfg["lr"], "cosine", total_steps=cfg["train_steps"])
+    opt = optax.adam(optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], warmup_steps=0, decay_steps=cfg["train_steps"]))
     loss = lambda m: jnp.sum(dae_risk_per_time(m, x0, x1, cfg["weight_decay"]))
 
     def step(carry, _):
@@ -308,4 +308,7 @@ def plot_parameters(examples: dict, cfg: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

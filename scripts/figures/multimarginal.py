@@ -41,7 +41,7 @@ from genflow.interpolants._multimarginal import (
 )
 from genflow.metrics import energy_distance, w2_exact
 from genflow.solvers import RK4
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -115,7 +115,7 @@ def train(cfg: dict) -> tuple[MultimarginalInterpolant, float]:
         sampler=sampler,
     )
     steps = cfg["train_steps"]
-    optimizer = make_optimizer("adam", 3e-3, "warmup_cosine", warmup_steps=steps // 20, total_steps=steps)
+    optimizer = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 3e-3, warmup_steps=steps // 20, decay_steps=steps))
     per_call = min(steps, 1000)
     trainer = Trainer(optimizer, steps, cfg["batch"], steps_per_call=per_call, ema_decay=0.999, progress=False)
     # The loss draws its own marginals; the trainer's batch (from the base) only sets the sample count.
@@ -273,4 +273,7 @@ def _save(fig, path: Path) -> None:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from genflow.distributions import GaussianMixture
@@ -50,7 +51,7 @@ from genflow.interpolants import GaussianMixtureFields, LinearInterpolant, SqrtG
 from genflow.metrics import energy_distance, w2_exact
 from genflow.nn import MLP
 from genflow.solvers import RK4, AbstractODESolver, AbstractSDESolver, Euler, EulerMaruyama, Heun
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -197,14 +198,11 @@ def train(cfg: dict, target: GaussianMixture) -> tuple[StochasticInterpolant, di
         net(k_net), (2,), denoiser_net=net(k_aux), interpolant=make_interpolant(), t_min=T_MIN
     )
     steps = cfg["train_steps"]
-    optimizer = make_optimizer(
-        "adam",
-        cfg["lr"],
-        "cosine",
-        total_steps=steps,
-        grad_clip=cfg["grad_clip"],
-        final_lr_fraction=cfg["final_lr_fraction"],
+    lr = cfg["lr"]
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=0, decay_steps=steps, end_value=cfg["final_lr_fraction"] * lr
     )
+    optimizer = optax.chain(optax.clip_by_global_norm(cfg["grad_clip"]), optax.adam(schedule))
     per_call = math.gcd(steps, 1000)
     trainer = Trainer(
         optimizer, steps, cfg["batch"], steps_per_call=per_call, ema_decay=cfg["ema_decay"], progress=False
@@ -429,4 +427,7 @@ def _finite_or_none(obj):
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

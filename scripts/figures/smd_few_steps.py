@@ -41,13 +41,14 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 
 from genflow.data import Digits
 from genflow.diffusion import Ancestral, DataPrediction, DiffusionModel, DiscreteSchedule
 from genflow.metrics import digits_feature_mmd, energy_distance, mmd
 from genflow.nn import MLP, mixture_denoiser
 from genflow.smd import MixtureKernelOracle, MixtureObjective, RegressionObjective, SMDModel, ZeroLatent
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -103,7 +104,9 @@ def num_params(model) -> int:
 
 def train(model, data, cfg: dict, key):
     n = cfg["train_steps"]
-    opt = make_optimizer("adam", cfg["lr"], schedule="cosine", total_steps=n, grad_clip=1.0)
+    opt = optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adam(optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], 0, decay_steps=n))
+    )
     chunk = math.gcd(n, 500)
     trainer = Trainer(opt, n, cfg["batch"], steps_per_call=chunk, progress=False)
     return trainer.fit(model, data, key=key).ema_model
@@ -296,4 +299,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

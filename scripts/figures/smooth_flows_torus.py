@@ -32,10 +32,11 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 
 from genflow.distributions import TorusVonMisesMixture
 from genflow.flows import Flow, ForceMatching, MaximumLikelihood, Uniform, WithForces, coupling_flow
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -88,7 +89,10 @@ def build(cfg: dict, kind: str, force_weight: float, key) -> Flow:
 
 def train(cfg: dict, model: Flow, data: WithForces, seed: int = 0) -> Flow:
     steps = cfg["train_steps"]
-    opt = make_optimizer("adam", lr=cfg["lr"], schedule="cosine", total_steps=steps, grad_clip=10.0)
+    opt = optax.chain(
+        optax.clip_by_global_norm(10.0),
+        optax.adam(optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], 0, decay_steps=steps)),
+    )
     per_call = math.gcd(steps, 100)
     trainer = Trainer(opt, steps, cfg["batch"], steps_per_call=per_call, ema_decay=0.99, progress=False)
     return trainer.fit(model, data, key=jax.random.key(seed)).ema_model
@@ -208,4 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

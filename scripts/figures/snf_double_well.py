@@ -36,10 +36,11 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 
 from genflow.distributions import TiltedDoubleWell
 from genflow.flows import StochasticNormalizingFlow, kish_ess, log_partition_estimate, snf_layers
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -84,7 +85,10 @@ def build(cfg: dict, block: str, target, key) -> StochasticNormalizingFlow:
 
 def train(cfg: dict, model, target, seed: int):
     steps = cfg["train_steps"]
-    opt = make_optimizer("adam", lr=cfg["lr"], schedule="cosine", total_steps=steps, grad_clip=10.0)
+    opt = optax.chain(
+        optax.clip_by_global_norm(10.0),
+        optax.adam(optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], 0, decay_steps=steps)),
+    )
     trainer = Trainer(opt, steps, cfg["batch"], steps_per_call=math.gcd(steps, 100), ema_decay=0.99, progress=False)
     return trainer.fit(model, target, key=jax.random.key(1000 + seed)).ema_model
 
@@ -229,4 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    from genflow._blas import single_threaded_lapack
+
+    single_threaded_lapack()  # an entry point sets it, before JAX first loads LAPACK (genflow/_blas.py)
     main()

@@ -8,7 +8,6 @@ from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs"
-sys.path.insert(0, str(ROOT / "experiments"))
 
 # A few steps, small evaluation, no progress bar: enough to exercise every code path quickly.
 TINY = [
@@ -19,7 +18,6 @@ TINY = [
     "train.progress=false",
     "eval.num_samples=64",
     "eval.num_trajectories=16",
-    "optim.warmup_steps=2",
 ]
 
 
@@ -32,8 +30,14 @@ def make_cfg():
     return _make
 
 
+def cli_env() -> dict:
+    """The environment of a command-line run: this checkout's experiments and genflow, whatever is installed."""
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": path}
+
+
 def run_cli(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env = cli_env()
     return subprocess.run(
         [sys.executable, str(ROOT / "experiments" / script), *args],
         capture_output=True,

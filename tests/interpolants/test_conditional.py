@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from genflow.couplings import InpaintingCoupling, SuperResolutionCoupling
@@ -10,7 +11,7 @@ from genflow.data import ArrayDataset
 from genflow.interpolants import FlowMatching, LinearInterpolant, NoGamma, StochasticInterpolant
 from genflow.nn import MLP
 from genflow.solvers import Euler, EulerMaruyama
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 
 def constant_field(t, x, c=None):
@@ -41,7 +42,7 @@ def two_class_data(n=2000):
 def test_label_dropout_trains_conditional_and_unconditional_fields(model_cls):
     net = MLP(2, width=64, depth=2, num_classes=2, key=jax.random.key(0))
     model = model_cls(net, (2,), sampler=Euler(num_steps=20), label_dropout=0.2, null_label=2)
-    trainer = Trainer(make_optimizer("adam", lr=3e-3), num_steps=1500, batch_size=128, steps_per_call=500)
+    trainer = Trainer(optax.adam(3e-3), num_steps=1500, batch_size=128, steps_per_call=500)
     state = trainer.fit(model, two_class_data(), key=jax.random.key(1))
     m = state.ema_model
     for label, mean in ((0, -2.0), (1, 2.0)):

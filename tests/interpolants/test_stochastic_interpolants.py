@@ -215,9 +215,11 @@ def test_score_needs_a_denoiser_and_bad_arguments():
 
 
 def test_training_step_with_minibatch_ot_coupling():
+    import optax
+
     from genflow.data import Toy2D
     from genflow.nn import MLP
-    from genflow.train import Trainer, make_optimizer
+    from genflow.train import Trainer
 
     k1, k2 = jax.random.split(jax.random.key(0))
     model = StochasticInterpolant(
@@ -228,9 +230,9 @@ def test_training_step_with_minibatch_ot_coupling():
         base=Toy2D("8gaussians"),
         sampler=Heun(num_steps=10),
     )
-    state = Trainer(
-        make_optimizer("adam", lr=1e-3), num_steps=40, batch_size=64, steps_per_call=20, progress=False
-    ).fit(model, Toy2D("moons"), key=jax.random.key(1))
+    state = Trainer(optax.adam(1e-3), num_steps=40, batch_size=64, steps_per_call=20, progress=False).fit(
+        model, Toy2D("moons"), key=jax.random.key(1)
+    )
     x = state.ema_model.sample(jax.random.key(2), 16)
     assert x.shape == (16, 2) and np.all(np.isfinite(np.asarray(x)))
     x_sde = state.ema_model.sample(jax.random.key(3), 16, sampler=EulerMaruyama(num_steps=10))

@@ -9,6 +9,7 @@ shape changed between chunks.
 from contextlib import contextmanager
 
 import jax
+import optax
 import pytest
 
 from genflow.bridges import DSBM, BridgeMatching, LightSB, MixturePotential, entropic_coupling
@@ -20,7 +21,7 @@ from genflow.interpolants import FlowMatching, LinearInterpolant, SqrtGamma, Sto
 from genflow.nn import MLP, mixture_denoiser
 from genflow.smd import SMDModel
 from genflow.solvers import Euler, EulerMaruyama, Heun
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 
@@ -52,7 +53,7 @@ def assert_no_retrace(fn, num_calls: int = 2):
 
 def assert_training_chunks_trace_once(model):
     data = Toy2D("moons")
-    trainer = Trainer(make_optimizer("adam", lr=1e-3), 30, 32, steps_per_call=10, progress=False)
+    trainer = Trainer(optax.adam(1e-3), 30, 32, steps_per_call=10, progress=False)
     box = {"state": trainer.init(model, jax.random.key(0))}
 
     def chunk(_key):

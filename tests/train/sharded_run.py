@@ -9,6 +9,8 @@ import os
 import sys
 import tempfile
 
+import optax
+
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
 
 import equinox as eqx  # noqa: E402
@@ -18,7 +20,7 @@ import numpy as np  # noqa: E402
 from genflow.data import Toy2D  # noqa: E402
 from genflow.interpolants import FlowMatching  # noqa: E402
 from genflow.nn import MLP  # noqa: E402
-from genflow.train import Trainer, make_optimizer  # noqa: E402
+from genflow.train import Trainer  # noqa: E402
 from genflow.train._trainer import _train_chunk  # noqa: E402
 
 STEPS, CHUNK, BATCH = 30, 10, 64
@@ -39,7 +41,7 @@ def model():
     return FlowMatching(MLP(data_dim=2, width=32, depth=2, emb_dim=16, key=jax.random.key(0)), data_shape=(2,))
 
 
-OPT = make_optimizer("adam", lr=1e-2)  # one optimizer object: trainers that share it share compiled chunks
+OPT = optax.adam(1e-2)  # one optimizer object: trainers that share it share compiled chunks
 
 
 def trainer(mesh, num_steps=STEPS, **kw):

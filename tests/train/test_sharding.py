@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optax
 import pytest
 
-from genflow.train import Trainer, make_optimizer
+from genflow.train import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -42,4 +43,4 @@ def test_batch_must_split_evenly_over_the_mesh(sharded):
 
 def test_bad_mesh_argument_is_refused():
     with pytest.raises(ValueError, match="train.mesh='gpu' is invalid"):
-        Trainer(make_optimizer("adam", lr=1e-3), 10, 8, steps_per_call=10, mesh="gpu")
+        Trainer(optax.adam(1e-3), 10, 8, steps_per_call=10, mesh="gpu")
