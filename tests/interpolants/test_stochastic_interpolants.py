@@ -1,4 +1,7 @@
-"""Stochastic interpolants against the closed-form GMM fields of specs/interpolants.md (float64, no training)."""
+"""Stochastic interpolants against the closed-form GMM fields (float64, no training).
+
+References: Albergo, Boffi, Vanden-Eijnden, "Stochastic Interpolants: A Unifying Framework for Flows and
+Diffusions", 2023."""
 
 import diffrax
 import jax

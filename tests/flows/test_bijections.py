@@ -1,4 +1,4 @@
-"""Bijection oracles (specs/flows.md, float64): round trips below 1e-10, log-dets against log|det jax.jacobian| in
+"""Bijection oracles (Durkan et al., "Neural Spline Flows", NeurIPS 2019; float64): round trips below 1e-10, log-dets against log|det jax.jacobian| in
 both directions, ldj_fwd(x) + ldj_inv(f(x)) = 0, identity at init, monotone splines and periodic circular splines.
 
 Compilation dominates these tests, so each architecture is built once per module and every check on it reuses the
@@ -96,7 +96,7 @@ def test_scan_applies_its_layers_in_order():
     assert isinstance(scan, Scan)
 
 
-@pytest.mark.slow  # the fast suite checks conditional flows end to end (test_flows_flow.py)
+@pytest.mark.slow  # the fast suite checks conditional flows end to end (test_flow.py)
 def test_conditional_layers_round_trip_and_use_the_condition():
     k1, k2 = jax.random.split(jax.random.key(3))
     bij = Chain(
@@ -119,7 +119,7 @@ def test_conditional_layers_round_trip_and_use_the_condition():
     assert np.all(np.max(np.abs(np.asarray(a - b)), axis=0) > 1e-3)
 
 
-@pytest.mark.slow  # the fast suite integrates a circular-spline flow on the torus (test_flows_flow.py)
+@pytest.mark.slow  # the fast suite integrates a circular-spline flow on the torus (test_flow.py)
 def test_circular_coupling_round_trip_stays_on_torus():
     bij = randomize(Coupling(CIRCLE, 3, width=16, depth=1, key=jax.random.key(8)), jax.random.key(9), scale=0.3)
     x = jax.random.uniform(jax.random.key(10), (32, 3), minval=-math.pi, maxval=math.pi)
