@@ -35,10 +35,12 @@ from genflow.interpolants._multimarginal import (
     optimize_path,
 )
 from genflow.interpolants._oracles import GaussianMixtureFields, gaussian_fields
+from genflow.interpolants._parametrizations import AbstractFieldParametrization, VelocityDenoiser, VelocityScore
 from genflow.interpolants._stochastic import LinearEps, StochasticInterpolant
 
 __all__ = [
     "AbstractCoupling",
+    "AbstractFieldParametrization",
     "AbstractDataDependentCoupling",
     "AbstractGamma",
     "AbstractInterpolant",
@@ -66,6 +68,8 @@ __all__ = [
     "StochasticInterpolant",
     "SuperResolutionCoupling",
     "TrigInterpolant",
+    "VelocityDenoiser",
+    "VelocityScore",
     "gaussian_fields",
     "masked_velocity",
     "multimarginal_net",

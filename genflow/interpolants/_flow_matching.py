@@ -28,7 +28,7 @@ from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant
 from genflow.nn import drop_condition, guided
-from genflow.solvers import AbstractDivergence, AbstractODESolver, Euler, Exact, Solution, ode_log_prob
+from genflow.solvers import AbstractDivergence, AbstractODESolver, Euler, Exact, ODEPushforward, Solution
 
 
 class FlowMatching(AbstractSolvableDensityModel):
@@ -105,10 +105,9 @@ class FlowMatching(AbstractSolvableDensityModel):
         pred = jax.vmap(self.velocity, in_axes=(0, 0, cond_axis))(t, xt, cond)
         return jnp.mean(jnp.sum((pred - target).reshape(n, -1) ** 2, axis=-1))
 
-    def _field(self, cond, guidance: float = 1.0):
-        cond_axis = None if cond is None else 0
-        v = guided(self.velocity, guidance)
-        return lambda t, x: jax.vmap(v, in_axes=(None, 0, cond_axis))(t, x, cond)
+    def pushforward(self, guidance: float = 1.0) -> ODEPushforward:
+        """The base pushed forward by the (guided) learned flow: the model's samples and likelihoods."""
+        return ODEPushforward(guided(self.velocity, guidance), self.base, self.sampler, self.likelihood_solver)
 
     @eqx.filter_jit
     def solve(
@@ -127,10 +126,8 @@ class FlowMatching(AbstractSolvableDensityModel):
         ``cond`` is a batch of conditions and ``guidance`` the classifier-free-guidance weight (default
         ``self.guidance``).
         """
-        sampler = self.sampler if sampler is None else sampler
         w = self.guidance if guidance is None else float(guidance)
-        x0 = self.base.sample(key, num) if x0 is None else x0
-        return sampler.solve(self._field(cond, w), x0, 0.0, 1.0, save_trajectory=save_trajectory)
+        return self.pushforward(w).solve(key, num, sampler=sampler, cond=cond, x0=x0, save_trajectory=save_trajectory)
 
     @eqx.filter_jit
     def solve_like(self, key: PRNGKeyArray, batch: Any, **opts: Any) -> Solution:
@@ -153,6 +150,4 @@ class FlowMatching(AbstractSolvableDensityModel):
         ``divergence=Hutchinson()`` gives an unbiased estimate with Rademacher probes per example (needs ``key``).
         The base must have a tractable ``log_prob``.
         """
-        solver = self.likelihood_solver if solver is None else solver
-        f = self.velocity if cond is not None else (lambda t, z: self.velocity(t, z))
-        return ode_log_prob(f, self.base.log_prob, x, solver, divergence=divergence, key=key, cond=cond)[0]
+        return self.pushforward().log_prob(x, key=key, cond=cond, solver=solver, divergence=divergence)

@@ -20,6 +20,7 @@ from genflow.solvers._ode import (
     Midpoint,
     Solution,
 )
+from genflow.solvers._pushforward import ODEPushforward, batch_field, call_field
 from genflow.solvers._sde import (
     AbstractFixedStepSDESolver,
     AbstractSDESolver,
@@ -44,8 +45,11 @@ __all__ = [
     "EulerMaruyama",
     "Heun",
     "Midpoint",
+    "ODEPushforward",
     "Solution",
     "StochasticHeun",
+    "batch_field",
+    "call_field",
     "divergence_exact",
     "divergence_hutchinson",
     "ode_log_prob",
