@@ -22,15 +22,16 @@ from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._base import split_batch
 from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.solvers import (
     RK4,
     AbstractDivergence,
     AbstractODESolver,
+    AbstractPushforwardModel,
     Exact,
     ODEPushforward,
     Solution,
@@ -38,7 +39,7 @@ from genflow.solvers import (
 )
 
 
-class CNF(AbstractSolvableDensityModel):
+class CNF(AbstractPushforwardModel):
     """FFJORD: a continuous normalizing flow with a learned velocity ``net(t, x, cond=None)``.
 
     Args:
@@ -102,32 +103,6 @@ class CNF(AbstractSolvableDensityModel):
     ) -> Solution:
         """Push base samples (or ``x0``) from t=0 to t=1; returns the full :class:`Solution`."""
         return self.pushforward().solve(key, num, sampler=sampler, cond=cond, x0=x0, save_trajectory=save_trajectory)
-
-    @eqx.filter_jit
-    def log_prob(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> Float[Array, " num"]:
-        """``log p_1(x)`` by integrating back to the base (Hutchinson needs ``key``; its estimate is unbiased)."""
-        return self.pushforward().log_prob(x, key=key, cond=cond, solver=solver, divergence=divergence)
-
-    @eqx.filter_jit
-    def sample_and_log_prob(
-        self,
-        key: PRNGKeyArray,
-        num: int,
-        *,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> tuple[Float[Array, "num ..."], Float[Array, " num"]]:
-        """Samples and their log-densities from one forward solve of ``(x, log p)`` with ``d log p/dt = -div f``."""
-        return self.pushforward().sample_and_log_prob(key, num, cond=cond, solver=solver, divergence=divergence)
 
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
         """Negative log-likelihood (Hutchinson's estimate with ``divergence=Hutchinson()``)."""

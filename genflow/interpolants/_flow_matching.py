@@ -21,17 +21,23 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._base import split_batch
 from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant
 from genflow.nn import drop_condition, guided
-from genflow.solvers import AbstractDivergence, AbstractODESolver, Euler, Exact, ODEPushforward, Solution
+from genflow.solvers import (
+    AbstractODESolver,
+    AbstractPushforwardModel,
+    Euler,
+    ODEPushforward,
+    Solution,
+)
 
 
-class FlowMatching(AbstractSolvableDensityModel):
+class FlowMatching(AbstractPushforwardModel):
     """Flow matching with a deterministic interpolant (the linear one by default).
 
     Args:
@@ -134,20 +140,3 @@ class FlowMatching(AbstractSolvableDensityModel):
         """Samples with the conditions of a data batch (its labels), one per example."""
         x1, cond = split_batch(batch)
         return self.solve(key, x1.shape[0], cond=cond, **opts)
-
-    @eqx.filter_jit
-    def log_prob(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> Float[Array, " num"]:
-        """``log rho1(x) = log rho0(X_0) - ∫_0^1 div b(t, X_t) dt`` with ``X`` integrated backwards from ``x``.
-
-        ``divergence=Hutchinson()`` gives an unbiased estimate with Rademacher probes per example (needs ``key``).
-        The base must have a tractable ``log_prob``.
-        """
-        return self.pushforward().log_prob(x, key=key, cond=cond, solver=solver, divergence=divergence)

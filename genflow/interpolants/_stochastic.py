@@ -30,19 +30,18 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._base import split_batch
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._couplings import AbstractCoupling, IndependentCoupling
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant, NoGamma, SqrtGamma
 from genflow.interpolants._parametrizations import AbstractFieldParametrization, VelocityDenoiser, VelocityScore
 from genflow.nn import drop_condition, guided
 from genflow.solvers import (
-    AbstractDivergence,
     AbstractODESolver,
+    AbstractPushforwardModel,
     AbstractSDESolver,
     Euler,
     EulerMaruyama,
-    Exact,
     ODEPushforward,
     Solution,
     call_field,
@@ -77,7 +76,7 @@ def _sqnorm(x: Array) -> Array:
     return jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1)
 
 
-class StochasticInterpolant(AbstractSolvableDensityModel):
+class StochasticInterpolant(AbstractPushforwardModel):
     """Stochastic interpolant with a learned velocity ``b`` and (optionally) a learned denoiser ``eta``.
 
     Two parametrisations of the fields (strategy modules, see :mod:`genflow.interpolants._parametrizations`):
@@ -304,19 +303,6 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
         return self.solve(ks, x1.shape[0], x0=x0, cond=cond, **opts)
 
     # -- likelihood --------------------------------------------------------------------------------------------
-    @eqx.filter_jit
-    def log_prob(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> Float[Array, " num"]:
-        """ODE likelihood ``log rho1(x | cond) = log rho0(X_0) - ∫_0^1 div b(t, X_t) dt`` (independent couplings)."""
-        return self.pushforward().log_prob(x, key=key, cond=cond, solver=solver, divergence=divergence)
-
     @eqx.filter_jit
     def log_prob_sde(
         self,

@@ -20,7 +20,7 @@ from genflow.solvers._ode import (
     Midpoint,
     Solution,
 )
-from genflow.solvers._pushforward import ODEPushforward, batch_field, call_field
+from genflow.solvers._pushforward import AbstractPushforwardModel, ODEPushforward, batch_field, call_field
 from genflow.solvers._sde import (
     AbstractFixedStepSDESolver,
     AbstractSDESolver,
@@ -36,6 +36,7 @@ __all__ = [
     "check_divergence",
     "RK4",
     "AbstractFixedStepSDESolver",
+    "AbstractPushforwardModel",
     "AbstractFixedStepSolver",
     "AbstractODESolver",
     "AbstractSDESolver",

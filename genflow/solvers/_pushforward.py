@@ -15,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from genflow._base import AbstractSolvableDensityModel
 from genflow.solvers._divergence import AbstractDivergence, Exact, check_divergence, ode_log_prob
 from genflow.solvers._ode import AbstractODESolver, Solution
 
@@ -131,3 +133,44 @@ class ODEPushforward(eqx.Module):
         augmented = lambda t, state: (vel(t, state[0]), -div_at(t, state[0]))
         x, log_p = solver.solve(augmented, (z, self.base.log_prob(z)), 0.0, 1.0).y
         return x, log_p
+
+
+class AbstractPushforwardModel(AbstractSolvableDensityModel):
+    """A model whose samples and likelihoods are those of an :class:`ODEPushforward` it builds from its fields.
+
+    Subclasses give :meth:`pushforward`; the likelihoods follow from it here, once for every such family.
+    """
+
+    @abc.abstractmethod
+    def pushforward(self) -> ODEPushforward:
+        """The model's base pushed forward by its learned velocity (its unguided field)."""
+
+    @eqx.filter_jit
+    def log_prob(
+        self,
+        x: Float[Array, "num ..."],
+        *,
+        key: PRNGKeyArray | None = None,
+        cond: Any = None,
+        solver: AbstractODESolver | None = None,
+        divergence: AbstractDivergence = Exact(),
+    ) -> Float[Array, " num"]:
+        """``log p_1(x | cond) = log p_0(X_0) - ∫_0^1 div f(t, X_t) dt`` with ``X`` integrated back from ``x``.
+
+        ``solver`` defaults to the model's ``likelihood_solver``; ``divergence=Hutchinson(m)`` gives an unbiased
+        estimate with Rademacher probes per example (needs ``key``). The base must have a tractable ``log_prob``.
+        """
+        return self.pushforward().log_prob(x, key=key, cond=cond, solver=solver, divergence=divergence)
+
+    @eqx.filter_jit
+    def sample_and_log_prob(
+        self,
+        key: PRNGKeyArray,
+        num: int,
+        *,
+        cond: Any = None,
+        solver: AbstractODESolver | None = None,
+        divergence: AbstractDivergence = Exact(),
+    ) -> tuple[Float[Array, "num ..."], Float[Array, " num"]]:
+        """Samples and their log-densities from one forward solve of ``(x, log p)`` with ``d log p/dt = -div f``."""
+        return self.pushforward().sample_and_log_prob(key, num, cond=cond, solver=solver, divergence=divergence)

@@ -1,5 +1,6 @@
-"""Bijection oracles (Durkan et al., "Neural Spline Flows", NeurIPS 2019; float64): round trips below 1e-10, log-dets against log|det jax.jacobian| in
-both directions, ldj_fwd(x) + ldj_inv(f(x)) = 0, identity at init, monotone splines and periodic circular splines.
+"""Bijection oracles (Durkan et al., "Neural Spline Flows", NeurIPS 2019; float64): round trips below 1e-10, log-dets
+against log|det jax.jacobian| in both directions, ldj_fwd(x) + ldj_inv(f(x)) = 0, identity at init, monotone splines and
+periodic circular splines.
 
 Compilation dominates these tests, so each architecture is built once per module and every check on it reuses the
 one compiled oracle (randomised and initial parameters share a structure, hence a compiled program).

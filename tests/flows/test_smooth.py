@@ -1,6 +1,7 @@
-"""Smooth normalizing flows (Köhler, Krämer, Noé, NeurIPS 2021; float64): the smooth step's closed form and flatness, inverse residuals
-below 1e-10, periodicity of f, f' and f'' on the circle, implicit derivatives of the root-finding inverse against
-finite differences (first and second order), torus normalisation, and force matching on a Gaussian oracle."""
+"""Smooth normalizing flows (Köhler, Krämer, Noé, NeurIPS 2021; float64): the smooth step's closed form and flatness,
+inverse residuals below 1e-10, periodicity of f, f' and f'' on the circle, implicit derivatives of the root-finding
+inverse against finite differences (first and second order), torus normalisation, and force matching on a Gaussian
+oracle."""
 
 import math
 

@@ -1,6 +1,6 @@
-"""Stochastic normalizing flows (Wu, Köhler, Noé, NeurIPS 2020; float64): log w = 0 when the target is the prior and only Metropolis
-blocks run, log w = log p_X - log q without stochastic blocks, the Langevin Delta S against the Gaussian transition
-densities, and mean w = Z_X / Z_Z on a 1D double well (quadrature) within standard errors."""
+"""Stochastic normalizing flows (Wu, Köhler, Noé, NeurIPS 2020; float64): log w = 0 when the target is the prior and
+only Metropolis blocks run, log w = log p_X - log q without stochastic blocks, the Langevin Delta S against the Gaussian
+transition densities, and mean w = Z_X / Z_Z on a 1D double well (quadrature) within standard errors."""
 
 import math
 
