@@ -24,6 +24,8 @@ from genflow.interpolants._interpolants import (
     SinSquaredGamma,
     SqrtGamma,
     TrigInterpolant,
+    autodiff_derivative,
+    dgamma_from_product,
 )
 from genflow.interpolants._multimarginal import (
     AbstractSimplexPath,
@@ -70,6 +72,8 @@ __all__ = [
     "TrigInterpolant",
     "VelocityDenoiser",
     "VelocityScore",
+    "autodiff_derivative",
+    "dgamma_from_product",
     "gaussian_fields",
     "masked_velocity",
     "multimarginal_net",
