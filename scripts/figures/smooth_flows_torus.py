@@ -34,7 +34,17 @@ import matplotlib
 import numpy as np
 
 from genflow.distributions import TorusVonMisesMixture
-from genflow.flows import Flow, ForceMatching, MaximumLikelihood, Uniform, WithForces, coupling_flow
+from genflow.flows import (
+    Flow,
+    ForceMatching,
+    MaximumLikelihood,
+    ReversePermutation,
+    RQSplineTransformer,
+    SmoothMixtureTransformer,
+    Uniform,
+    WithForces,
+    coupling_flow,
+)
 from genflow.train import Trainer, make_optimizer
 
 matplotlib.use("Agg")
@@ -57,7 +67,11 @@ FULL = {
 }
 QUICK = FULL | {"num_layers": 2, "width": 16, "depth": 1, "train_steps": 40, "num_test": 512, "grid": 24}
 QUICK |= {"quiver_grid": 6, "slice_points": 200}
-TRANSFORMERS = {"spline": "circular_spline", "smooth": "circular_smooth"}
+TORUS = (-math.pi, math.pi)
+TRANSFORMERS = {
+    "spline": lambda knots: RQSplineTransformer(knots, TORUS, boundary="circular"),
+    "smooth": lambda knots: SmoothMixtureTransformer(knots, TORUS, circular=True),
+}
 
 
 def make_target() -> TorusVonMisesMixture:
@@ -72,13 +86,12 @@ def make_target() -> TorusVonMisesMixture:
 def build(cfg: dict, kind: str, force_weight: float, key) -> Flow:
     bij = coupling_flow(
         2,
-        TRANSFORMERS[kind],
+        TRANSFORMERS[kind](cfg["knots"]),
         num_layers=cfg["num_layers"],
         width=cfg["width"],
         depth=cfg["depth"],
-        knots=cfg["knots"],
         activation="silu",
-        permutation="reverse",
+        permutation=ReversePermutation(),
         invert=True,
         key=key,
     )

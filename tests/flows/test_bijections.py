@@ -42,9 +42,11 @@ FACTORIES = {
     "lu_linear": lambda: LULinear(DIM, key=K[0], init_scale=0.3),
     "permutation": lambda: Permutation.random(K[1], DIM),
     "coupling_spline": lambda: Coupling(SPLINE, DIM, untransformed_dim=1, width=16, depth=1, key=K[3]),
-    "coupling_flow": lambda: coupling_flow(DIM, num_layers=3, width=16, knots=4, lu_linear=True, key=K[6]),
-    "realnvp": lambda: coupling_flow(DIM, "affine", num_layers=3, width=16, key=K[7]),
-    "maf": lambda: masked_autoregressive_flow(DIM, "rq_spline", num_layers=2, width=16, depth=1, key=K[8]),
+    "coupling_flow": lambda: coupling_flow(
+        DIM, RQSplineTransformer(4), num_layers=3, width=16, lu_linear=True, key=K[6]
+    ),
+    "realnvp": lambda: coupling_flow(DIM, AffineTransformer(), num_layers=3, width=16, key=K[7]),
+    "maf": lambda: masked_autoregressive_flow(DIM, RQSplineTransformer(), num_layers=2, width=16, depth=1, key=K[8]),
 }
 
 
@@ -189,9 +191,11 @@ def test_bad_arguments_name_the_value():
         Coupling(AffineTransformer(), 1, key=jax.random.key(0))
     with pytest.raises(ValueError, match="boundary='periodic'"):
         RQSplineTransformer(boundary="periodic")
-    with pytest.raises(ValueError, match="transformer='spline'"):
+    with pytest.raises(ValueError, match="transformer='spline' is invalid"):
         coupling_flow(2, "spline", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="permutation='reverse' is invalid"):
+        coupling_flow(2, permutation="reverse", key=jax.random.key(0))
     with pytest.raises(ValueError, match="lu_linear=True is invalid"):
-        coupling_flow(2, "circular_spline", lu_linear=True, key=jax.random.key(0))
+        coupling_flow(2, RQSplineTransformer(8, (-math.pi, math.pi), "circular"), lu_linear=True, key=jax.random.key(0))
     with pytest.raises(ValueError, match="different shapes"):
         Chain([Affine(jnp.zeros(2)), Affine(jnp.zeros(3))])

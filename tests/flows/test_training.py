@@ -6,7 +6,15 @@ import jax.numpy as jnp
 import pytest
 
 from genflow.distributions import Banana
-from genflow.flows import Flow, MaximumLikelihood, ReverseKL, coupling_flow, importance_log_weights, importance_summary
+from genflow.flows import (
+    Flow,
+    MaximumLikelihood,
+    ReverseKL,
+    RQSplineTransformer,
+    coupling_flow,
+    importance_log_weights,
+    importance_summary,
+)
 from genflow.train import Trainer, make_optimizer
 
 # A moderately twisted banana of unit scale, inside the spline interval [-4, 4].
@@ -15,7 +23,7 @@ STEPS = 400
 
 
 def _fit(objective):
-    bij = coupling_flow(2, "rq_spline", num_layers=4, width=32, depth=1, knots=8, interval=4.0, key=jax.random.key(0))
+    bij = coupling_flow(2, RQSplineTransformer(8, 4.0), num_layers=4, width=32, depth=1, key=jax.random.key(0))
     opt = make_optimizer("adam", lr=3e-3, schedule="warmup_cosine", warmup_steps=50, total_steps=STEPS, grad_clip=1.0)
     trainer = Trainer(opt, num_steps=STEPS, batch_size=256, steps_per_call=STEPS, ema_decay=0.99, progress=False)
     # Reverse KL ignores the data (only the batch size is used); the banana's exact sampler stands in for it.

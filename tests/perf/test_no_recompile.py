@@ -14,7 +14,7 @@ import pytest
 from genflow.bridges import DSBM, BridgeMatching, EntropicOTCoupling, LightSB, MixturePotential
 from genflow.data import Toy2D
 from genflow.diffusion import Ancestral, DiffusionModel, ProbabilityFlow
-from genflow.flows import Flow, coupling_flow
+from genflow.flows import AffineTransformer, Flow, coupling_flow
 from genflow.interpolants import FlowMatching, IndependentCoupling, LinearInterpolant, SqrtGamma, StochasticInterpolant
 from genflow.nn import MLP, mixture_denoiser
 from genflow.smd import SMDModel
@@ -82,7 +82,7 @@ def diffusion():
 
 
 def flow():
-    return Flow(coupling_flow(2, "affine", num_layers=2, width=8, depth=1,
+    return Flow(coupling_flow(2, AffineTransformer(), num_layers=2, width=8, depth=1,
                               key=jax.random.key(0)))  # fmt: skip
 
 
