@@ -32,8 +32,6 @@ from genflow.interpolants._multimarginal import (
     EdgePath,
     FourierPath,
     MultimarginalInterpolant,
-    SimplexConditionedNet,
-    multimarginal_net,
     optimize_path,
 )
 from genflow.interpolants._oracles import GaussianMixtureFields, gaussian_fields
@@ -64,7 +62,6 @@ __all__ = [
     "NoGamma",
     "OneSidedInterpolant",
     "QuadraticGamma",
-    "SimplexConditionedNet",
     "SinSquaredGamma",
     "SqrtGamma",
     "StochasticInterpolant",
@@ -76,6 +73,5 @@ __all__ = [
     "dgamma_from_product",
     "gaussian_fields",
     "masked_velocity",
-    "multimarginal_net",
     "optimize_path",
 ]

@@ -43,7 +43,6 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Scalar
 from genflow._base import AbstractGenerativeModel
 from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
-from genflow.nn import MultiHead
 from genflow.solvers import RK4, AbstractODESolver, Solution
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -156,40 +155,6 @@ class FourierPath(AbstractSimplexPath):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The network adapter
-
-
-class SimplexConditionedNet(eqx.Module):
-    r"""Adapts a genflow network ``net(t, x, cond) -> (K + 1, d)`` to the field signature ``g(a, x)``.
-
-    The simplex point $a$ is the vector condition and the time input is held at 0 (the fields do not depend on
-    time, only on $a$).
-    """
-
-    net: Callable
-
-    def __call__(self, a: Float[Array, " num_marginals"], x: Float[Array, " d"]) -> Float[Array, "num_marginals d"]:
-        return self.net(jnp.zeros((), x.dtype), x, a)
-
-
-def multimarginal_net(
-    data_dim: int, num_marginals: int, width: int = 128, depth: int = 3, *, key: PRNGKeyArray, **kwargs: Any
-) -> SimplexConditionedNet:
-    """A ``MultiHead`` MLP with one head per marginal and the simplex point as its vector condition.
-
-    Args:
-        data_dim: size of one example.
-        num_marginals: $K + 1$, base included.
-        width: hidden width.
-        depth: number of hidden layers.
-        key: initialisation key.
-        **kwargs: other arguments of ``genflow.nn.MultiHead`` (``emb_dim``, ``activation``, ...).
-    """
-    head = MultiHead(data_dim, num_marginals, width, depth, cond_dim=num_marginals, key=key, **kwargs)
-    return SimplexConditionedNet(head)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # The model
 
 
@@ -197,8 +162,8 @@ class MultimarginalInterpolant(AbstractGenerativeModel):
     r"""Multimarginal stochastic interpolant: fields $g_k(a, x) = \mathbb E[x_k \mid x(a) = x]$, $k = 0..K$.
 
     Args:
-        net: per-example field ``net(a, x) -> (K + 1, *data_shape)`` (see :func:`multimarginal_net`), or any callable
-            with that signature: an analytic field works too, which is what the oracle tests use.
+        net: per-example field ``net(a, x) -> (K + 1, *data_shape)`` (see :func:`genflow.nn.multimarginal_net`), or
+            any callable with that signature: an analytic field works too, which is what the oracle tests use.
         marginals: the $K$ data distributions $x_1, \dots, x_K$ (anything with ``sample(key, num)``).
         data_shape: shape of one example.
         base: $x_0$, ``N(0, I)`` by default. ``score`` assumes it is ``N(0, I)``.

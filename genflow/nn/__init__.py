@@ -15,6 +15,7 @@ from genflow.nn._embeddings import (
 from genflow.nn._guidance import drop_condition, guided, null_condition
 from genflow.nn._heads import MultiHead, PotentialHead
 from genflow.nn._mlp import ACTIVATIONS, MLP, FiLM, ResMLP, get_activation
+from genflow.nn._multimarginal import SimplexConditionedNet, multimarginal_net
 from genflow.nn._smd import LatentEncoder, MixtureDenoiser, mixture_denoiser
 from genflow.nn._unet import UNet
 
@@ -29,6 +30,7 @@ __all__ = [
     "MultiHead",
     "PotentialHead",
     "ResMLP",
+    "SimplexConditionedNet",
     "SinusoidalEmbedding",
     "TimeTabulatedDAE",
     "UNet",
@@ -36,5 +38,6 @@ __all__ = [
     "get_activation",
     "guided",
     "mixture_denoiser",
+    "multimarginal_net",
     "null_condition",
 ]

@@ -21,10 +21,10 @@ from genflow.interpolants._multimarginal import (
     EdgePath,
     FourierPath,
     MultimarginalInterpolant,
-    multimarginal_net,
     optimize_path,
 )
 from genflow.metrics import bures_wasserstein_sq
+from genflow.nn import multimarginal_net
 from genflow.solvers import RK4
 from genflow.train import Trainer
 
