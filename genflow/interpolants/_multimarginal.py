@@ -44,6 +44,7 @@ from genflow._base import AbstractGenerativeModel
 from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.solvers import RK4, AbstractODESolver, Solution
+from genflow.train import Trainer
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Paths on the simplex
@@ -425,9 +426,9 @@ def optimize_path(
 ) -> tuple[AbstractSimplexPath, Float[Array, " num_steps"]]:
     r"""Minimise the transport cost $C[a]$ over the path's parameters with the fields $g$ frozen.
 
-    Each step draws fresh marginal samples and stratified times, so the objective is an unbiased estimate of
-    $C[a]$; all steps run in one ``lax.scan``. Only the inexact arrays of ``path`` are trained: the model is not
-    differentiated.
+    Each step draws fresh marginal samples and stratified times, so the objective is an unbiased estimate of $C[a]$; all
+    steps run in one ``lax.scan`` of the :class:`~genflow.train.Trainer`. Only the inexact arrays of ``path`` are
+    trained: the model is not differentiated.
 
     Args:
         model: the (trained or analytic) multimarginal interpolant.
@@ -452,22 +453,25 @@ def optimize_path(
         ICLR 2024 (path optimisation with a frozen $g$).
     """
     optimizer = optax.adam(lr) if optimizer is None else optimizer
-    return _optimize_path(model, path, key, optimizer, int(num_steps), int(batch_size), int(num_times))
+    # The Trainer's scan runs every step in one jit call and returns the per-step losses; the EMA is not used.
+    trainer = Trainer(
+        optimizer, int(num_steps), int(batch_size), steps_per_call=int(num_steps), progress=False, mesh=None
+    )
+    objective = _PathCost(path, model, int(num_times))
+    state, costs, _ = trainer.train_chunk(trainer.init(objective, key), model.base)
+    return state.model.path, costs
 
 
-@eqx.filter_jit
-def _optimize_path(model, path, key, optimizer, num_steps, batch_size, num_times):
-    params, static = eqx.partition(path, eqx.is_inexact_array)
+class _PathCost(eqx.Module):
+    """The transport cost of ``path`` as a training loss; the batch only sets the number of samples per marginal."""
 
-    def cost(p, xs, k_t):
-        return model.transport_cost(eqx.combine(p, static), xs, num_times=num_times, key=k_t)
+    path: AbstractSimplexPath
+    model: MultimarginalInterpolant
+    num_times: int = eqx.field(static=True)
+    # Only the path is optimised: the fields g and the marginals stay fixed.
+    frozen_fields: ClassVar[tuple[str, ...]] = ("model",)
 
-    def step(carry, k):
-        params, opt_state = carry
-        k_x, k_t = jax.random.split(k)
-        value, grads = jax.value_and_grad(cost)(params, model.sample_marginals(k_x, batch_size), k_t)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    (params, _), costs = jax.lax.scan(step, (params, optimizer.init(params)), jax.random.split(key, num_steps))
-    return eqx.combine(params, static), costs
+    def loss(self, key: PRNGKeyArray, batch: Array) -> Scalar:
+        k_x, k_t = jax.random.split(key)
+        xs = self.model.sample_marginals(k_x, batch.shape[0])
+        return self.model.transport_cost(self.path, xs, num_times=self.num_times, key=k_t)
