@@ -91,18 +91,10 @@ class CNF(AbstractPushforwardModel):
         return ODEPushforward(self.velocity, self.base, self.sampler, self.likelihood_solver)
 
     @eqx.filter_jit
-    def solve(
-        self,
-        key: PRNGKeyArray,
-        num: int,
-        *,
-        sampler: AbstractODESolver | None = None,
-        cond: Any = None,
-        x0: Array | None = None,
-        save_trajectory: bool = False,
-    ) -> Solution:
-        """Push base samples (or ``x0``) from t=0 to t=1; returns the full :class:`Solution`."""
-        return self.pushforward().solve(key, num, sampler=sampler, cond=cond, x0=x0, save_trajectory=save_trajectory)
+    def solve(self, key: PRNGKeyArray, num: int, **opts: Any) -> Solution:
+        """Push base samples (or ``x0=``) from t=0 to t=1; ``opts`` as in :meth:`ODEPushforward.solve` (``sampler``,
+        ``cond``, ``x0``, ``save_trajectory``). Returns the full :class:`Solution`."""
+        return self.pushforward().solve(key, num, **opts)
 
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
         """Negative log-likelihood (Hutchinson's estimate with ``divergence=Hutchinson()``)."""

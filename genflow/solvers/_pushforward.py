@@ -147,30 +147,20 @@ class AbstractPushforwardModel(AbstractSolvableDensityModel):
 
     @eqx.filter_jit
     def log_prob(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
+        self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None, **opts: Any
     ) -> Float[Array, " num"]:
         """``log p_1(x | cond) = log p_0(X_0) - ∫_0^1 div f(t, X_t) dt`` with ``X`` integrated back from ``x``.
 
-        ``solver`` defaults to the model's ``likelihood_solver``; ``divergence=Hutchinson(m)`` gives an unbiased
-        estimate with Rademacher probes per example (needs ``key``). The base must have a tractable ``log_prob``.
+        ``opts`` are those of :meth:`ODEPushforward.log_prob`: ``cond``, ``solver`` (the model's
+        ``likelihood_solver`` by default) and ``divergence`` (``Hutchinson(m)`` gives an unbiased estimate with
+        Rademacher probes per example and needs ``key``). The base must have a tractable ``log_prob``.
         """
-        return self.pushforward().log_prob(x, key=key, cond=cond, solver=solver, divergence=divergence)
+        return self.pushforward().log_prob(x, key=key, **opts)
 
     @eqx.filter_jit
     def sample_and_log_prob(
-        self,
-        key: PRNGKeyArray,
-        num: int,
-        *,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
+        self, key: PRNGKeyArray, num: int, **opts: Any
     ) -> tuple[Float[Array, "num ..."], Float[Array, " num"]]:
-        """Samples and their log-densities from one forward solve of ``(x, log p)`` with ``d log p/dt = -div f``."""
-        return self.pushforward().sample_and_log_prob(key, num, cond=cond, solver=solver, divergence=divergence)
+        """Samples and their log-densities from one forward solve (``opts`` as in
+        :meth:`ODEPushforward.sample_and_log_prob`: ``cond``, ``solver``, ``divergence``)."""
+        return self.pushforward().sample_and_log_prob(key, num, **opts)
