@@ -17,7 +17,14 @@ from genflow.flows._bijections import (
     Permutation,
     Scan,
 )
-from genflow.flows._builders import coupling_flow, make_transformer, masked_autoregressive_flow
+from genflow.flows._builders import (
+    AbstractPermutationRule,
+    AutoPermutation,
+    RandomPermutation,
+    ReversePermutation,
+    coupling_flow,
+    masked_autoregressive_flow,
+)
 from genflow.flows._cnf import CNF
 from genflow.flows._coupling import Coupling
 from genflow.flows._diagnostics import (
@@ -46,11 +53,14 @@ from genflow.flows._mixflows import (
 )
 from genflow.flows._smooth import SmoothMixtureTransformer, log_smooth_step_derivative, smooth_step
 from genflow.flows._snf import (
+    AbstractPathObjective,
     AbstractStochasticLayer,
     AnnealedEnergy,
     HMCLayer,
     LangevinLayer,
     MetropolisLayer,
+    PathMaximumLikelihood,
+    PathReverseKL,
     StochasticNormalizingFlow,
     interleave_stochastic,
     snf_layers,
@@ -58,6 +68,13 @@ from genflow.flows._snf import (
 from genflow.flows._transformers import AbstractTransformer, AffineTransformer, RQSplineTransformer
 
 __all__ = [
+    "AbstractPathObjective",
+    "AbstractPermutationRule",
+    "AutoPermutation",
+    "PathMaximumLikelihood",
+    "PathReverseKL",
+    "RandomPermutation",
+    "ReversePermutation",
     "CNF",
     "MADE",
     "AbstractBijection",
@@ -99,7 +116,6 @@ __all__ = [
     "laplace_icdf",
     "log_partition_estimate",
     "log_smooth_step_derivative",
-    "make_transformer",
     "masked_autoregressive_flow",
     "reweighted_mean",
     "self_normalized_weights",

@@ -4,8 +4,8 @@ Convention: t=0 is the base, t=1 the data (as for flow matching). With ``dx/dt =
 
     log p_1(x(1)) = log p_0(x(0)) - ∫_0^1 div f(t, x(t)) dt,
 
-integrated backwards from data for ``log_prob`` (genflow.solvers' ``ode_log_prob``, shared with the diffusion and
-interpolant likelihoods) and forwards from the base for ``sample_and_log_prob``. The divergence is exact (``d``
+integrated backwards from data for ``log_prob`` (genflow.solvers' ``ODEPushforward``, shared with the interpolant
+models) and forwards from the base for ``sample_and_log_prob``. The divergence is exact (``d``
 Jacobian-vector products) or Hutchinson's unbiased estimate ``eps^T (df/dx) eps`` with one Rademacher probe per
 example, fixed along the trajectory. Training differentiates through the solver (discretise-then-optimise).
 
@@ -21,25 +21,25 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._base import split_batch
 from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.solvers import (
     RK4,
     AbstractDivergence,
     AbstractODESolver,
+    AbstractPushforwardModel,
     Exact,
+    ODEPushforward,
     Solution,
     check_divergence,
-    ode_log_prob,
 )
 
 
-class CNF(AbstractSolvableDensityModel):
+class CNF(AbstractPushforwardModel):
     """FFJORD: a continuous normalizing flow with a learned velocity ``net(t, x, cond=None)``.
 
     Args:
@@ -86,61 +86,15 @@ class CNF(AbstractSolvableDensityModel):
         """``f(t, x)`` for one example."""
         return self.net(t, x, cond) if cond is not None else self.net(t, x)
 
-    def _batched(self, cond):
-        return lambda t, x: jax.vmap(self.velocity, in_axes=(None, 0, None if cond is None else 0))(t, x, cond)
+    def pushforward(self) -> ODEPushforward:
+        """The base pushed forward by the flow of ``f``: samples and likelihoods."""
+        return ODEPushforward(self.velocity, self.base, self.sampler, self.likelihood_solver)
 
     @eqx.filter_jit
-    def solve(
-        self,
-        key: PRNGKeyArray,
-        num: int,
-        *,
-        sampler: AbstractODESolver | None = None,
-        cond: Any = None,
-        x0: Array | None = None,
-        save_trajectory: bool = False,
-    ) -> Solution:
-        """Push base samples (or ``x0``) from t=0 to t=1; returns the full :class:`Solution`."""
-        sampler = self.sampler if sampler is None else sampler
-        x0 = self.base.sample(key, num) if x0 is None else x0
-        return sampler.solve(self._batched(cond), x0, 0.0, 1.0, save_trajectory=save_trajectory)
-
-    @eqx.filter_jit
-    def log_prob(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> Float[Array, " num"]:
-        """``log p_1(x)`` by integrating back to the base (Hutchinson needs ``key``; its estimate is unbiased)."""
-        solver = self.likelihood_solver if solver is None else solver
-        f = (lambda t, z, c: self.velocity(t, z, c)) if cond is not None else (lambda t, z: self.velocity(t, z))
-        return ode_log_prob(f, self.base.log_prob, x, solver, divergence=divergence, key=key, cond=cond)[0]
-
-    @eqx.filter_jit
-    def sample_and_log_prob(
-        self,
-        key: PRNGKeyArray,
-        num: int,
-        *,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> tuple[Float[Array, "num ..."], Float[Array, " num"]]:
-        """Samples and their log-densities from one forward solve of ``(x, log p)`` with ``d log p/dt = -div f``."""
-        solver = self.sampler if solver is None else solver
-        k_z, k_probe = jax.random.split(key)
-        z = self.base.sample(k_z, num)
-        check_divergence(divergence)
-        per_example = lambda t, x, c: self.velocity(t, x, c)
-        div_at = divergence.batched(per_example, z, cond, key=k_probe)
-        vel = self._batched(cond)
-        field = lambda t, state: (vel(t, state[0]), -div_at(t, state[0]))
-        x, log_p = solver.solve(field, (z, self.base.log_prob(z)), 0.0, 1.0).y
-        return x, log_p
+    def solve(self, key: PRNGKeyArray, num: int, **opts: Any) -> Solution:
+        """Push base samples (or ``x0=``) from t=0 to t=1; ``opts`` as in :meth:`ODEPushforward.solve` (``sampler``,
+        ``cond``, ``x0``, ``save_trajectory``). Returns the full :class:`Solution`."""
+        return self.pushforward().solve(key, num, **opts)
 
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
         """Negative log-likelihood (Hutchinson's estimate with ``divergence=Hutchinson()``)."""

@@ -27,7 +27,8 @@ References:
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -36,10 +37,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractGenerativeModel, split_batch
-from genflow._checks import as_shape, check_choice, check_positive
+from genflow._checks import as_shape, check_positive
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.flows._bijections import AbstractBijection
 from genflow.flows._builders import coupling_flow
+from genflow.flows._transformers import AbstractTransformer, AffineTransformer
 
 
 class AnnealedEnergy(eqx.Module):
@@ -180,7 +182,33 @@ class HMCLayer(AbstractStochasticLayer):
 
 
 Layer = AbstractBijection | AbstractStochasticLayer
-OBJECTIVES = ("reverse_kl", "ml")
+
+
+class AbstractPathObjective(eqx.Module):
+    """A training loss of a stochastic normalizing flow, from its forward or backward paths."""
+
+    @abc.abstractmethod
+    def __call__(self, snf: StochasticNormalizingFlow, key: PRNGKeyArray, x: Array) -> Scalar:
+        """The minibatch loss for data ``x`` (reverse KL uses only its size)."""
+
+
+class PathReverseKL(AbstractPathObjective):
+    """Reverse KL over paths, ``E_z[u_X(x) - sum Delta S]``: needs samples only (Wu et al. 2020, Eq. 11)."""
+
+    def __call__(self, snf, key, x):
+        k_z, k_path = jax.random.split(key)
+        z = snf.base.sample(k_z, x.shape[0])
+        y, ds = snf.forward_paths(k_path, z)
+        return jnp.mean(-snf.target.log_prob(y) - ds)
+
+
+class PathMaximumLikelihood(AbstractPathObjective):
+    """Maximum likelihood over backward paths from data, ``E_x[u_Z(z) - sum Delta S_back]`` (Wu et al. 2020)."""
+
+    def __call__(self, snf, key, x):
+        _, k_path = jax.random.split(key)
+        z, ds_back = snf.backward_paths(k_path, x)
+        return jnp.mean(-snf.base.log_prob(z) - ds_back)
 
 
 class StochasticNormalizingFlow(AbstractGenerativeModel):
@@ -192,7 +220,8 @@ class StochasticNormalizingFlow(AbstractGenerativeModel):
         target: the unnormalised target ``p~_X`` (anything with a batched ``log_prob``, e.g. ``DoubleWell``).
         data_shape: shape of one example (default: that of the first bijection, else the base's).
         base: the normalised base ``p_Z`` (``N(0, I)`` by default).
-        objective: ``"reverse_kl"`` (samples only) or ``"ml"`` (backward paths from data).
+        objective: ``PathReverseKL()`` (samples only, the default) or ``PathMaximumLikelihood()`` (backward paths
+            from data).
 
     References:
         Wu, Köhler, Noé, "Stochastic Normalizing Flows", NeurIPS 2020.
@@ -202,7 +231,7 @@ class StochasticNormalizingFlow(AbstractGenerativeModel):
     base: AbstractDistribution
     target: Any
     data_shape: tuple[int, ...] = eqx.field(static=True)
-    objective: str = eqx.field(static=True)
+    objective: AbstractPathObjective
     frozen_fields: ClassVar[tuple[str, ...]] = ("base", "target")
 
     def __init__(
@@ -211,9 +240,11 @@ class StochasticNormalizingFlow(AbstractGenerativeModel):
         target: Any,
         data_shape: Any = None,
         base: AbstractDistribution | None = None,
-        objective: str = "reverse_kl",
+        objective: AbstractPathObjective | None = None,
     ):
-        check_choice("objective", objective, OBJECTIVES)
+        objective = PathReverseKL() if objective is None else objective
+        if not isinstance(objective, AbstractPathObjective):
+            raise ValueError(f"objective={objective!r} is invalid; allowed: PathReverseKL() or PathMaximumLikelihood()")
         self.layers, self.target, self.objective = tuple(layers), target, objective
         shapes = [tuple(b.shape) for b in self.layers if isinstance(b, AbstractBijection)]
         if data_shape is None:
@@ -278,68 +309,59 @@ class StochasticNormalizingFlow(AbstractGenerativeModel):
 
     def loss(self, key: PRNGKeyArray, batch: Any) -> Scalar:
         x, _ = split_batch(batch)
-        k_z, k_path = jax.random.split(key)
-        if self.objective == "ml":
-            z, ds_back = self.backward_paths(k_path, x)
-            return jnp.mean(-self.base.log_prob(z) - ds_back)
-        z = self.base.sample(k_z, x.shape[0])
-        y, ds = self.forward_paths(k_path, z)
-        return jnp.mean(-self.target.log_prob(y) - ds)
+        return self.objective(self, key, x)
 
 
-def interleave_stochastic(
-    bijections: Sequence[AbstractBijection],
-    block: str = "metropolis",
-    step_size: float = 0.5,
-    num_steps: int = 5,
-    num_leapfrog: int = 5,
-) -> tuple[Layer, ...]:
-    """Follow bijection ``i`` of ``n`` by a stochastic ``block`` (``"langevin"``, ``"metropolis"`` or ``"hmc"``) at
-    ``lam = (i + 1) / n``, so the blocks anneal evenly from the base towards the target."""
-    check_choice("block", block, BLOCKS)
+Block = Callable[[float], AbstractStochasticLayer]
+# Metropolis-Hastings with 5 steps of size 0.5 per block: Wu et al.'s "RNVP + MC" setting.
+DEFAULT_BLOCK: Block = functools.partial(MetropolisLayer, step_size=0.5, num_steps=5)
+
+
+def _check_block(block: object) -> None:
+    if block is not None and not callable(block):
+        raise ValueError(
+            f"block={block!r} is invalid; allowed: None or a stochastic layer given its annealing position, e.g. "
+            "functools.partial(MetropolisLayer, step_size=0.5, num_steps=5) (_partial_: true in a config)"
+        )
+
+
+def interleave_stochastic(bijections: Sequence[AbstractBijection], block: Block = DEFAULT_BLOCK) -> tuple[Layer, ...]:
+    """Follow bijection ``i`` of ``n`` by the stochastic layer ``block(lam)`` at ``lam = (i + 1) / n``, so the
+    blocks anneal evenly from the base towards the target. ``block`` is a layer class with its other arguments
+    bound (:class:`LangevinLayer`, :class:`MetropolisLayer` or :class:`HMCLayer`)."""
+    _check_block(block)
     n = len(bijections)
     if n == 0:
         raise ValueError("interleave_stochastic needs at least one bijection")
     layers: list[Layer] = []
     for i, b in enumerate(bijections):
-        lam = (i + 1) / n
-        if block == "langevin":
-            stochastic = LangevinLayer(lam, step_size, num_steps)
-        elif block == "metropolis":
-            stochastic = MetropolisLayer(lam, step_size, num_steps)
-        else:
-            stochastic = HMCLayer(lam, step_size, num_leapfrog, num_steps)
-        layers += [b, stochastic]
+        layers += [b, block((i + 1) / n)]
     return tuple(layers)
-
-
-BLOCKS = ("langevin", "metropolis", "hmc", "none")
 
 
 def snf_layers(
     data_dim: int,
     num_blocks: int = 3,
-    transformer: str = "affine",
+    transformer: AbstractTransformer | None = None,
     layers_per_block: int = 2,
     width: int = 64,
     depth: int = 2,
-    block: str = "metropolis",
-    step_size: float = 0.5,
-    num_steps: int = 5,
-    num_leapfrog: int = 5,
+    block: Block | None = DEFAULT_BLOCK,
     *,
     key: PRNGKeyArray,
 ) -> tuple[Layer, ...]:
-    """An SNF layer stack: ``num_blocks`` coupling flows (RealNVP with ``transformer="affine"``, NSF with
-    ``"rq_spline"``), each followed by a stochastic block (``block="none"``: the plain flow, for comparisons).
+    """An SNF layer stack: ``num_blocks`` coupling flows (RealNVP with ``AffineTransformer()``, the default; NSF with
+    ``RQSplineTransformer()``), each followed by a stochastic layer ``block(lam)`` (``block=None``: the plain flow,
+    for comparisons).
 
     References:
         Wu, Köhler, Noé, "Stochastic Normalizing Flows", NeurIPS 2020 (RNVP/NSF with and without MC blocks).
     """
     check_positive("num_blocks", num_blocks)
-    check_choice("block", block, BLOCKS)
+    _check_block(block)
+    tau = AffineTransformer() if transformer is None else transformer
     keys = jax.random.split(key, int(num_blocks))
-    flows = [coupling_flow(data_dim, transformer, layers_per_block, width, depth, key=k) for k in keys]
-    if block == "none":
+    flows = [coupling_flow(data_dim, tau, layers_per_block, width, depth, key=k) for k in keys]
+    if block is None:
         return tuple(flows)
-    return interleave_stochastic(flows, block, step_size, num_steps, num_leapfrog)
+    return interleave_stochastic(flows, block)

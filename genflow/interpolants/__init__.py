@@ -14,20 +14,22 @@ from genflow.interpolants._interpolants import (
     SinSquaredGamma,
     SqrtGamma,
     TrigInterpolant,
+    autodiff_derivative,
+    dgamma_from_product,
 )
 from genflow.interpolants._multimarginal import (
     AbstractSimplexPath,
     EdgePath,
     FourierPath,
     MultimarginalInterpolant,
-    SimplexConditionedNet,
-    multimarginal_net,
     optimize_path,
 )
 from genflow.interpolants._oracles import GaussianMixtureFields, gaussian_fields
+from genflow.interpolants._parametrizations import AbstractFieldParametrization, VelocityDenoiser, VelocityScore
 from genflow.interpolants._stochastic import LinearEps, StochasticInterpolant
 
 __all__ = [
+    "AbstractFieldParametrization",
     "AbstractGamma",
     "AbstractInterpolant",
     "AbstractSimplexPath",
@@ -44,12 +46,14 @@ __all__ = [
     "NoGamma",
     "OneSidedInterpolant",
     "QuadraticGamma",
-    "SimplexConditionedNet",
     "SinSquaredGamma",
     "SqrtGamma",
     "StochasticInterpolant",
     "TrigInterpolant",
+    "VelocityDenoiser",
+    "VelocityScore",
+    "autodiff_derivative",
+    "dgamma_from_product",
     "gaussian_fields",
-    "multimarginal_net",
     "optimize_path",
 ]

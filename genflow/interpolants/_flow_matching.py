@@ -21,17 +21,23 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._base import split_batch
 from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant
 from genflow.nn import drop_condition, guided
-from genflow.solvers import AbstractDivergence, AbstractODESolver, Euler, Exact, Solution, ode_log_prob
+from genflow.solvers import (
+    AbstractODESolver,
+    AbstractPushforwardModel,
+    Euler,
+    ODEPushforward,
+    Solution,
+)
 
 
-class FlowMatching(AbstractSolvableDensityModel):
+class FlowMatching(AbstractPushforwardModel):
     """Flow matching with a deterministic interpolant (the linear one by default).
 
     Args:
@@ -105,10 +111,9 @@ class FlowMatching(AbstractSolvableDensityModel):
         pred = jax.vmap(self.velocity, in_axes=(0, 0, cond_axis))(t, xt, cond)
         return jnp.mean(jnp.sum((pred - target).reshape(n, -1) ** 2, axis=-1))
 
-    def _field(self, cond, guidance: float = 1.0):
-        cond_axis = None if cond is None else 0
-        v = guided(self.velocity, guidance)
-        return lambda t, x: jax.vmap(v, in_axes=(None, 0, cond_axis))(t, x, cond)
+    def pushforward(self, guidance: float = 1.0) -> ODEPushforward:
+        """The base pushed forward by the (guided) learned flow: the model's samples and likelihoods."""
+        return ODEPushforward(guided(self.velocity, guidance), self.base, self.sampler, self.likelihood_solver)
 
     @eqx.filter_jit
     def solve(
@@ -127,32 +132,11 @@ class FlowMatching(AbstractSolvableDensityModel):
         ``cond`` is a batch of conditions and ``guidance`` the classifier-free-guidance weight (default
         ``self.guidance``).
         """
-        sampler = self.sampler if sampler is None else sampler
         w = self.guidance if guidance is None else float(guidance)
-        x0 = self.base.sample(key, num) if x0 is None else x0
-        return sampler.solve(self._field(cond, w), x0, 0.0, 1.0, save_trajectory=save_trajectory)
+        return self.pushforward(w).solve(key, num, sampler=sampler, cond=cond, x0=x0, save_trajectory=save_trajectory)
 
     @eqx.filter_jit
     def solve_like(self, key: PRNGKeyArray, batch: Any, **opts: Any) -> Solution:
         """Samples with the conditions of a data batch (its labels), one per example."""
         x1, cond = split_batch(batch)
         return self.solve(key, x1.shape[0], cond=cond, **opts)
-
-    @eqx.filter_jit
-    def log_prob(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> Float[Array, " num"]:
-        """``log rho1(x) = log rho0(X_0) - ∫_0^1 div b(t, X_t) dt`` with ``X`` integrated backwards from ``x``.
-
-        ``divergence=Hutchinson()`` gives an unbiased estimate with Rademacher probes per example (needs ``key``).
-        The base must have a tractable ``log_prob``.
-        """
-        solver = self.likelihood_solver if solver is None else solver
-        f = self.velocity if cond is not None else (lambda t, z: self.velocity(t, z))
-        return ode_log_prob(f, self.base.log_prob, x, solver, divergence=divergence, key=key, cond=cond)[0]

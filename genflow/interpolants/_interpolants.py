@@ -33,11 +33,24 @@ class AbstractGamma(eqx.Module):
     def gamma_dgamma(self, t: Time) -> Time:
         """``gamma(t) gamma'(t)`` in closed form (finite on [0, 1])."""
 
+    @abc.abstractmethod
     def dgamma(self, t: Time) -> Time:
-        """``gamma'(t)``; taken as ``(gamma gamma') / gamma``, and 0 where gamma = 0 (only multiplied by zero there)."""
-        g = self(t)
-        safe = jnp.where(g > 0, g, 1.0)
-        return jnp.where(g > 0, self.gamma_dgamma(t) / safe, 0.0)
+        """``gamma'(t)`` (where it diverges, see :func:`dgamma_from_product`)."""
+
+
+def dgamma_from_product(gamma: AbstractGamma, t: Time) -> Time:
+    """``gamma'(t)`` taken as ``(gamma gamma') / gamma``, and 0 where gamma = 0 (only multiplied by zero there).
+
+    For schedules whose ``gamma'`` diverges at the ends (``gamma = sqrt(a t (1 - t))``).
+    """
+    g = gamma(t)
+    safe = jnp.where(g > 0, g, 1.0)
+    return jnp.where(g > 0, gamma.gamma_dgamma(t) / safe, 0.0)
+
+
+def autodiff_derivative(fn, t: Time) -> Time:
+    """``fn'(t)`` by autodiff, for coefficients without a closed-form derivative."""
+    return jax.grad(fn)(jnp.asarray(t, float))
 
 
 class NoGamma(AbstractGamma):
@@ -48,6 +61,9 @@ class NoGamma(AbstractGamma):
 
     def gamma_dgamma(self, t):
         return jnp.zeros_like(t)
+
+    def dgamma(self, t):
+        return dgamma_from_product(self, t)
 
 
 class SqrtGamma(AbstractGamma):
@@ -64,6 +80,9 @@ class SqrtGamma(AbstractGamma):
 
     def gamma_dgamma(self, t):
         return self.a * (1 - 2 * t) / 2
+
+    def dgamma(self, t):
+        return dgamma_from_product(self, t)
 
 
 class QuadraticGamma(AbstractGamma):
@@ -97,7 +116,8 @@ class SinSquaredGamma(AbstractGamma):
 class AbstractInterpolant(eqx.Module):
     """Coefficients of a stochastic interpolant and their time derivatives.
 
-    ``dalpha`` and ``dbeta`` default to autodiff of the coefficients; subclasses override them with closed forms.
+    Each final interpolant gives ``alpha``, ``beta`` and their derivatives ``dalpha``, ``dbeta`` (a closed form, or
+    :func:`autodiff_derivative`).
     """
 
     gamma: eqx.AbstractVar[AbstractGamma]
@@ -108,11 +128,11 @@ class AbstractInterpolant(eqx.Module):
     @abc.abstractmethod
     def beta(self, t: Time) -> Time: ...
 
-    def dalpha(self, t: Time) -> Time:
-        return jax.grad(self.alpha)(jnp.asarray(t, float))
+    @abc.abstractmethod
+    def dalpha(self, t: Time) -> Time: ...
 
-    def dbeta(self, t: Time) -> Time:
-        return jax.grad(self.beta)(jnp.asarray(t, float))
+    @abc.abstractmethod
+    def dbeta(self, t: Time) -> Time: ...
 
     def dgamma(self, t: Time) -> Time:
         return self.gamma.dgamma(t)
@@ -222,23 +242,33 @@ class EncoderDecoderInterpolant(AbstractInterpolant):
 class OneSidedInterpolant(AbstractInterpolant):
     """One-sided interpolant for a Gaussian base x0 ~ N(0, I) and no extra noise: ``x_t = alpha x0 + beta x1``.
 
-    ``schedule="linear"``: ``alpha = 1 - t``, ``beta = t``; ``"trig"``: ``alpha = cos(pi t / 2)``,
-    ``beta = sin(pi t / 2)``. The Gaussian x0 plays the role of the noise, so the score is
+    ``schedule`` is the deterministic interpolant whose ``alpha`` and ``beta`` it takes: ``LinearInterpolant()``
+    (``alpha = 1 - t``, ``beta = t``, the default) or ``GVPInterpolant()`` (``alpha = cos(pi t / 2)``,
+    ``beta = sin(pi t / 2)``). The Gaussian x0 plays the role of the noise, so the score is
     ``s(t, x) = -E[x0 | x_t = x] / alpha(t)``.
     """
 
-    schedule: str = eqx.field(static=True, default="linear")
+    schedule: AbstractInterpolant = LinearInterpolant()
     gamma: AbstractGamma = NoGamma()
 
     def __check_init__(self):
-        if self.schedule not in ("linear", "trig"):
-            raise ValueError(f"schedule={self.schedule!r} is not known; allowed: 'linear', 'trig'")
+        if not isinstance(self.schedule, AbstractInterpolant) or not isinstance(self.schedule.gamma, NoGamma):
+            raise ValueError(
+                f"schedule={self.schedule!r} is invalid; allowed: a deterministic interpolant (gamma NoGamma()), "
+                "e.g. LinearInterpolant() or GVPInterpolant()"
+            )
 
     def alpha(self, t):
-        return 1.0 - t if self.schedule == "linear" else jnp.cos(_PI * t / 2)
+        return self.schedule.alpha(t)
 
     def beta(self, t):
-        return t if self.schedule == "linear" else jnp.sin(_PI * t / 2)
+        return self.schedule.beta(t)
+
+    def dalpha(self, t):
+        return autodiff_derivative(self.alpha, t)
+
+    def dbeta(self, t):
+        return autodiff_derivative(self.beta, t)
 
 
 class MirrorInterpolant(AbstractInterpolant):

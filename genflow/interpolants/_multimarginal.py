@@ -43,8 +43,8 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Scalar
 from genflow._base import AbstractGenerativeModel
 from genflow._checks import as_shape
 from genflow.distributions import AbstractDistribution, StandardNormal
-from genflow.nn import MultiHead
 from genflow.solvers import RK4, AbstractODESolver, Solution
+from genflow.train import Trainer
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Paths on the simplex
@@ -156,40 +156,6 @@ class FourierPath(AbstractSimplexPath):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The network adapter
-
-
-class SimplexConditionedNet(eqx.Module):
-    r"""Adapts a genflow network ``net(t, x, cond) -> (K + 1, d)`` to the field signature ``g(a, x)``.
-
-    The simplex point $a$ is the vector condition and the time input is held at 0 (the fields do not depend on
-    time, only on $a$).
-    """
-
-    net: Callable
-
-    def __call__(self, a: Float[Array, " num_marginals"], x: Float[Array, " d"]) -> Float[Array, "num_marginals d"]:
-        return self.net(jnp.zeros((), x.dtype), x, a)
-
-
-def multimarginal_net(
-    data_dim: int, num_marginals: int, width: int = 128, depth: int = 3, *, key: PRNGKeyArray, **kwargs: Any
-) -> SimplexConditionedNet:
-    """A ``MultiHead`` MLP with one head per marginal and the simplex point as its vector condition.
-
-    Args:
-        data_dim: size of one example.
-        num_marginals: $K + 1$, base included.
-        width: hidden width.
-        depth: number of hidden layers.
-        key: initialisation key.
-        **kwargs: other arguments of ``genflow.nn.MultiHead`` (``emb_dim``, ``activation``, ...).
-    """
-    head = MultiHead(data_dim, num_marginals, width, depth, cond_dim=num_marginals, key=key, **kwargs)
-    return SimplexConditionedNet(head)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # The model
 
 
@@ -197,8 +163,8 @@ class MultimarginalInterpolant(AbstractGenerativeModel):
     r"""Multimarginal stochastic interpolant: fields $g_k(a, x) = \mathbb E[x_k \mid x(a) = x]$, $k = 0..K$.
 
     Args:
-        net: per-example field ``net(a, x) -> (K + 1, *data_shape)`` (see :func:`multimarginal_net`), or any callable
-            with that signature: an analytic field works too, which is what the oracle tests use.
+        net: per-example field ``net(a, x) -> (K + 1, *data_shape)`` (see :func:`genflow.nn.multimarginal_net`), or
+            any callable with that signature: an analytic field works too, which is what the oracle tests use.
         marginals: the $K$ data distributions $x_1, \dots, x_K$ (anything with ``sample(key, num)``).
         data_shape: shape of one example.
         base: $x_0$, ``N(0, I)`` by default. ``score`` assumes it is ``N(0, I)``.
@@ -460,9 +426,9 @@ def optimize_path(
 ) -> tuple[AbstractSimplexPath, Float[Array, " num_steps"]]:
     r"""Minimise the transport cost $C[a]$ over the path's parameters with the fields $g$ frozen.
 
-    Each step draws fresh marginal samples and stratified times, so the objective is an unbiased estimate of
-    $C[a]$; all steps run in one ``lax.scan``. Only the inexact arrays of ``path`` are trained: the model is not
-    differentiated.
+    Each step draws fresh marginal samples and stratified times, so the objective is an unbiased estimate of $C[a]$; all
+    steps run in one ``lax.scan`` of the :class:`~genflow.train.Trainer`. Only the inexact arrays of ``path`` are
+    trained: the model is not differentiated.
 
     Args:
         model: the (trained or analytic) multimarginal interpolant.
@@ -487,22 +453,25 @@ def optimize_path(
         ICLR 2024 (path optimisation with a frozen $g$).
     """
     optimizer = optax.adam(lr) if optimizer is None else optimizer
-    return _optimize_path(model, path, key, optimizer, int(num_steps), int(batch_size), int(num_times))
+    # The Trainer's scan runs every step in one jit call and returns the per-step losses; the EMA is not used.
+    trainer = Trainer(
+        optimizer, int(num_steps), int(batch_size), steps_per_call=int(num_steps), progress=False, mesh=None
+    )
+    objective = _PathCost(path, model, int(num_times))
+    state, costs, _ = trainer.train_chunk(trainer.init(objective, key), model.base)
+    return state.model.path, costs
 
 
-@eqx.filter_jit
-def _optimize_path(model, path, key, optimizer, num_steps, batch_size, num_times):
-    params, static = eqx.partition(path, eqx.is_inexact_array)
+class _PathCost(eqx.Module):
+    """The transport cost of ``path`` as a training loss; the batch only sets the number of samples per marginal."""
 
-    def cost(p, xs, k_t):
-        return model.transport_cost(eqx.combine(p, static), xs, num_times=num_times, key=k_t)
+    path: AbstractSimplexPath
+    model: MultimarginalInterpolant
+    num_times: int = eqx.field(static=True)
+    # Only the path is optimised: the fields g and the marginals stay fixed.
+    frozen_fields: ClassVar[tuple[str, ...]] = ("model",)
 
-    def step(carry, k):
-        params, opt_state = carry
-        k_x, k_t = jax.random.split(k)
-        value, grads = jax.value_and_grad(cost)(params, model.sample_marginals(k_x, batch_size), k_t)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    (params, _), costs = jax.lax.scan(step, (params, optimizer.init(params)), jax.random.split(key, num_steps))
-    return eqx.combine(params, static), costs
+    def loss(self, key: PRNGKeyArray, batch: Array) -> Scalar:
+        k_x, k_t = jax.random.split(key)
+        xs = self.model.sample_marginals(k_x, batch.shape[0])
+        return self.model.transport_cost(self.path, xs, num_times=self.num_times, key=k_t)

@@ -30,24 +30,23 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
-from genflow._base import AbstractSolvableDensityModel, split_batch
+from genflow._base import split_batch
 from genflow.couplings import AbstractCoupling, IndependentCoupling
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant, NoGamma, SqrtGamma
+from genflow.interpolants._parametrizations import AbstractFieldParametrization, VelocityDenoiser, VelocityScore
 from genflow.nn import drop_condition, guided
 from genflow.solvers import (
-    AbstractDivergence,
     AbstractODESolver,
+    AbstractPushforwardModel,
     AbstractSDESolver,
     Euler,
     EulerMaruyama,
-    Exact,
+    ODEPushforward,
     Solution,
+    call_field,
     divergence_exact,
-    ode_log_prob,
 )
-
-PARAMETRIZATIONS = ("velocity", "v_score")
 
 
 def _eps_at(eps: float | Callable, t) -> Array | float:
@@ -77,13 +76,14 @@ def _sqnorm(x: Array) -> Array:
     return jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1)
 
 
-class StochasticInterpolant(AbstractSolvableDensityModel):
+class StochasticInterpolant(AbstractPushforwardModel):
     """Stochastic interpolant with a learned velocity ``b`` and (optionally) a learned denoiser ``eta``.
 
-    Two parametrisations of the fields:
+    Two parametrisations of the fields (strategy modules, see :mod:`genflow.interpolants._parametrizations`):
 
-    - ``"velocity"`` (default): ``net`` learns ``b`` with ``L_b`` and ``denoiser_net`` learns ``eta`` with ``L_eta``.
-    - ``"v_score"``: ``net`` learns ``v = E[alpha' x0 + beta' x1 | x_t]`` (b without the noise term) with
+    - :class:`VelocityDenoiser` (default): ``net`` learns ``b`` with ``L_b`` and ``denoiser_net`` learns ``eta``
+      with ``L_eta``.
+    - :class:`VelocityScore`: ``net`` learns ``v = E[alpha' x0 + beta' x1 | x_t]`` (b without the noise term) with
       ``L_v = E[1/2 |v_hat|^2 - dI/dt . v_hat]``, and ``denoiser_net`` learns the score with
       ``L_s = E[1/2 |s_hat|^2 + z . s_hat / gamma]``; then ``b = v - gamma gamma' s``. Both are finite at the ends
       where ``gamma' `` diverges, and the antithetic pair cancels the ``1/gamma`` in ``L_s``.
@@ -104,7 +104,7 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
             :class:`LinearEps`); ``eps = 0`` reduces them to the ODE.
         t_min: how far the SDEs stop short of t=0 and t=1.
         likelihood_solver: ODE solver for ``log_prob``.
-        parametrization: ``"velocity"`` (b and eta) or ``"v_score"`` (v and s).
+        parametrization: ``VelocityDenoiser()`` (b and eta) or ``VelocityScore()`` (v and s).
         label_dropout: probability of training on the null condition (classifier-free guidance).
         null_label: the null class label (the network's ``num_classes``) for integer conditions.
         guidance: default guidance weight of ``sample`` (1: plain conditional sampling).
@@ -120,7 +120,7 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
     data_shape: tuple[int, ...] = eqx.field(static=True)
     eps: float | Callable = eqx.field(static=True)
     t_min: float = eqx.field(static=True)
-    parametrization: str = eqx.field(static=True)
+    parametrization: AbstractFieldParametrization
     label_dropout: float = eqx.field(static=True)
     null_label: int | None = eqx.field(static=True)
     guidance: float = eqx.field(static=True)
@@ -138,7 +138,7 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
         eps: float | Callable = 1.0,
         t_min: float = 1e-3,
         likelihood_solver=None,
-        parametrization: str = "velocity",
+        parametrization: AbstractFieldParametrization | None = None,
         label_dropout: float = 0.0,
         null_label: int | None = None,
         guidance: float = 1.0,
@@ -151,7 +151,7 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
         self.sampler = Euler(num_steps=100) if sampler is None else sampler
         self.likelihood_solver = self.sampler if likelihood_solver is None else likelihood_solver
         self.eps, self.t_min = (eps if callable(eps) else float(eps)), float(t_min)
-        self.parametrization = parametrization
+        self.parametrization = VelocityDenoiser() if parametrization is None else parametrization
         self.label_dropout, self.guidance = float(label_dropout), float(guidance)
         self.null_label = None if null_label is None else int(null_label)
         self._check()
@@ -163,37 +163,41 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
             raise ValueError(f"eps={self.eps!r} must be >= 0 and t_min={self.t_min!r} must lie in (0, 0.5)")
         if tuple(self.base.event_shape) != self.data_shape:
             raise ValueError(f"base event_shape {self.base.event_shape} does not match data_shape {self.data_shape}")
-        if self.parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization={self.parametrization!r}; allowed: {', '.join(PARAMETRIZATIONS)}")
+        if not isinstance(self.parametrization, AbstractFieldParametrization):
+            raise ValueError(
+                f"parametrization={self.parametrization!r} is invalid; allowed: VelocityDenoiser() or VelocityScore()"
+            )
         no_gamma = isinstance(self.interpolant.gamma, NoGamma)
-        if self.parametrization == "v_score" and (self.denoiser_net is None or no_gamma):
-            raise ValueError("parametrization='v_score' needs a denoiser_net (the score) and an interpolant with gamma")
+        if isinstance(self.parametrization, VelocityScore) and (self.denoiser_net is None or no_gamma):
+            raise ValueError(
+                "parametrization=VelocityScore() needs a denoiser_net (the score) and an interpolant with gamma"
+            )
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"label_dropout={self.label_dropout!r} must lie in [0, 1)")
 
     # -- fields ------------------------------------------------------------------------------------------------
-    def _call(self, net, t, x, cond):
-        return net(t, x) if cond is None else net(t, x, cond)
-
     def velocity(self, t, x: Array, cond: Any = None) -> Array:
         """``b(t, x)`` for one example (restricted to the coordinates the coupling leaves free)."""
-        b = self._call(self.velocity_net, t, x, cond)
-        if self.parametrization == "v_score":
-            b = b - self.interpolant.gamma_dgamma(t) * self._call(self.denoiser_net, t, x, cond)
+        second = lambda: call_field(self.denoiser_net, t, x, cond)
+        b = self.parametrization.velocity(self.interpolant, t, call_field(self.velocity_net, t, x, cond), second)
         return self.coupling.constrain(b, cond)
+
+    def _second(self, t, x: Array, cond: Any) -> Array:
+        if self.denoiser_net is None:
+            raise ValueError("this model has no denoiser_net: the score (and SDE sampling) needs one")
+        return call_field(self.denoiser_net, t, x, cond)
 
     def denoiser(self, t, x: Array, cond: Any = None) -> Array:
         """``eta(t, x) = E[z | x_t = x]`` for one example."""
-        if self.denoiser_net is None:
-            raise ValueError("this model has no denoiser_net: the score (and SDE sampling) needs one")
-        out = self._call(self.denoiser_net, t, x, cond)
-        return -self.interpolant.gamma(t) * out if self.parametrization == "v_score" else out
+        return self.parametrization.denoiser(self.interpolant, t, self._second(t, x, cond))
 
     def score(self, t, x: Array, cond: Any = None) -> Array:
         """``s(t, x) = -eta(t, x) / gamma(t)`` for one example (0 < t < 1)."""
-        if self.parametrization == "v_score":
-            return self._call(self.denoiser_net, t, x, cond)
-        return -self.denoiser(t, x, cond) / self.interpolant.gamma(t)
+        return self.parametrization.score(self.interpolant, t, self._second(t, x, cond))
+
+    def pushforward(self, guidance: float = 1.0) -> ODEPushforward:
+        """The base pushed forward by the (guided) probability-flow ODE ``dX = b dt``."""
+        return ODEPushforward(guided(self.velocity, guidance), self.base, self.sampler, self.likelihood_solver)
 
     def _batched(self, fn, cond, guidance: float = 1.0):
         fn = guided(fn, guidance)
@@ -218,18 +222,16 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
         itp = self.interpolant
         mean, dI = itp.interpolate(t, x0, x1), itp.time_derivative(t, x0, x1)
         g, dg = itp.gamma(t), itp.dgamma(t)
-        v_score = self.parametrization == "v_score"
+        param = self.parametrization
         total = 0.0
         for sign in (1.0, -1.0):
             xt = mean + sign * g * z
-            out = self._call(self.velocity_net, t, xt, cond)
-            target = dI if v_score else dI + sign * dg * z
+            out = call_field(self.velocity_net, t, xt, cond)
+            target = param.velocity_target(dI, dg, sign, z)
             total = total + 0.5 * jnp.sum(out**2) - jnp.sum(target * out)
             if self.denoiser_net is not None:
-                out = self._call(self.denoiser_net, t, xt, cond)
-                # v_score: z . s / gamma; where gamma = 0 the pair's terms cancel exactly, so divide by 1 there.
-                cross = -jnp.sum(z * out) / jnp.where(g > 0, g, 1.0) if v_score else jnp.sum(z * out)
-                total = total + 0.5 * jnp.sum(out**2) - sign * cross
+                out = call_field(self.denoiser_net, t, xt, cond)
+                total = total + 0.5 * jnp.sum(out**2) - sign * param.second_cross(z, out, g)
         return total / 2
 
     # -- sampling ----------------------------------------------------------------------------------------------
@@ -256,8 +258,8 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
         k0, kw = jax.random.split(key)
         x0 = self.base.sample(k0, num) if x0 is None else x0
         if isinstance(sampler, AbstractODESolver):
-            b = self._batched(self.velocity, cond, w)
-            return sampler.solve(b, x0, 0.0, 1.0, save_trajectory=save_trajectory)
+            flow = self.pushforward(w)
+            return flow.solve(None, num, sampler=sampler, cond=cond, x0=x0, save_trajectory=save_trajectory)
         drift, noise = self._sde(cond, w, self.eps if eps is None else eps, sign=1.0)
         return sampler.solve(drift, noise, x0, self.t_min, 1.0 - self.t_min, key=kw, save_trajectory=save_trajectory)
 
@@ -278,7 +280,7 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
         sampler = self.sampler if sampler is None else sampler
         w = self.guidance if guidance is None else float(guidance)
         if isinstance(sampler, AbstractODESolver):
-            return sampler.solve(self._batched(self.velocity, cond, w), x, 1.0, 0.0, save_trajectory=save_trajectory)
+            return self.pushforward(w).encode(x, sampler=sampler, cond=cond, save_trajectory=save_trajectory)
         drift, noise = self._sde(cond, w, self.eps if eps is None else eps, sign=-1.0)
         return sampler.solve(drift, noise, x, 1.0 - self.t_min, self.t_min, key=key, save_trajectory=save_trajectory)
 
@@ -301,21 +303,6 @@ class StochasticInterpolant(AbstractSolvableDensityModel):
         return self.solve(ks, x1.shape[0], x0=x0, cond=cond, **opts)
 
     # -- likelihood --------------------------------------------------------------------------------------------
-    @eqx.filter_jit
-    def log_prob(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-    ) -> Float[Array, " num"]:
-        """ODE likelihood ``log rho1(x | cond) = log rho0(X_0) - ∫_0^1 div b(t, X_t) dt`` (independent couplings)."""
-        solver = self.likelihood_solver if solver is None else solver
-        f = self.velocity if cond is not None else (lambda t, z: self.velocity(t, z))
-        return ode_log_prob(f, self.base.log_prob, x, solver, divergence=divergence, key=key, cond=cond)[0]
-
     @eqx.filter_jit
     def log_prob_sde(
         self,

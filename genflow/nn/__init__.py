@@ -16,6 +16,7 @@ from genflow.nn._embeddings import (
 from genflow.nn._guidance import drop_condition, guided, null_condition
 from genflow.nn._heads import MultiHead, PotentialHead
 from genflow.nn._mlp import MLP, Activation, FiLM, ResMLP
+from genflow.nn._multimarginal import SimplexConditionedNet, multimarginal_net
 from genflow.nn._smd import LatentEncoder, MixtureDenoiser, mixture_denoiser
 from genflow.nn._unet import UNet
 
@@ -33,6 +34,7 @@ __all__ = [
     "MultiHead",
     "PotentialHead",
     "ResMLP",
+    "SimplexConditionedNet",
     "SinusoidalEmbedding",
     "TimeTabulatedDAE",
     "UNet",
@@ -40,5 +42,6 @@ __all__ = [
     "drop_condition",
     "guided",
     "mixture_denoiser",
+    "multimarginal_net",
     "null_condition",
 ]

@@ -20,6 +20,7 @@ from genflow.solvers._ode import (
     Midpoint,
     Solution,
 )
+from genflow.solvers._pushforward import AbstractPushforwardModel, ODEPushforward, batch_field, call_field
 from genflow.solvers._sde import (
     AbstractFixedStepSDESolver,
     AbstractSDESolver,
@@ -35,6 +36,7 @@ __all__ = [
     "check_divergence",
     "RK4",
     "AbstractFixedStepSDESolver",
+    "AbstractPushforwardModel",
     "AbstractFixedStepSolver",
     "AbstractODESolver",
     "AbstractSDESolver",
@@ -44,8 +46,11 @@ __all__ = [
     "EulerMaruyama",
     "Heun",
     "Midpoint",
+    "ODEPushforward",
     "Solution",
     "StochasticHeun",
+    "batch_field",
+    "call_field",
     "divergence_exact",
     "divergence_hutchinson",
     "ode_log_prob",

@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import machine, time_sampling, time_training  # noqa: E402
 
 from genflow.data import Toy2D  # noqa: E402
-from genflow.flows import Flow, coupling_flow  # noqa: E402
+from genflow.flows import Flow, RQSplineTransformer, coupling_flow  # noqa: E402
 from genflow.train import Trainer  # noqa: E402
 
 
 def build(key) -> Flow:
-    bij = coupling_flow(2, "rq_spline", num_layers=8, width=64, depth=1, knots=8, interval=4.0, key=key)
+    bij = coupling_flow(2, RQSplineTransformer(8, 4.0), num_layers=8, width=64, depth=1, key=key)
     return Flow(bij)
 
 

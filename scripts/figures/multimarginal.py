@@ -36,10 +36,10 @@ from genflow.interpolants._multimarginal import (
     EdgePath,
     FourierPath,
     MultimarginalInterpolant,
-    multimarginal_net,
     optimize_path,
 )
 from genflow.metrics import energy_distance, w2_exact
+from genflow.nn import multimarginal_net
 from genflow.solvers import RK4
 from genflow.train import Trainer
 

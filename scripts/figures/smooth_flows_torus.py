@@ -35,7 +35,17 @@ import numpy as np
 import optax
 
 from genflow.distributions import TorusVonMisesMixture
-from genflow.flows import Flow, ForceMatching, MaximumLikelihood, Uniform, WithForces, coupling_flow
+from genflow.flows import (
+    Flow,
+    ForceMatching,
+    MaximumLikelihood,
+    ReversePermutation,
+    RQSplineTransformer,
+    SmoothMixtureTransformer,
+    Uniform,
+    WithForces,
+    coupling_flow,
+)
 from genflow.train import Trainer
 
 matplotlib.use("Agg")
@@ -58,7 +68,11 @@ FULL = {
 }
 QUICK = FULL | {"num_layers": 2, "width": 16, "depth": 1, "train_steps": 40, "num_test": 512, "grid": 24}
 QUICK |= {"quiver_grid": 6, "slice_points": 200}
-TRANSFORMERS = {"spline": "circular_spline", "smooth": "circular_smooth"}
+TORUS = (-math.pi, math.pi)
+TRANSFORMERS = {
+    "spline": lambda knots: RQSplineTransformer(knots, TORUS, boundary="circular"),
+    "smooth": lambda knots: SmoothMixtureTransformer(knots, TORUS, circular=True),
+}
 
 
 def make_target() -> TorusVonMisesMixture:
@@ -73,13 +87,12 @@ def make_target() -> TorusVonMisesMixture:
 def build(cfg: dict, kind: str, force_weight: float, key) -> Flow:
     bij = coupling_flow(
         2,
-        TRANSFORMERS[kind],
+        TRANSFORMERS[kind](cfg["knots"]),
         num_layers=cfg["num_layers"],
         width=cfg["width"],
         depth=cfg["depth"],
-        knots=cfg["knots"],
         activation=jax.nn.silu,
-        permutation="reverse",
+        permutation=ReversePermutation(),
         invert=True,
         key=key,
     )

@@ -27,6 +27,7 @@ References:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -39,7 +40,16 @@ import numpy as np
 import optax
 
 from genflow.distributions import TiltedDoubleWell
-from genflow.flows import StochasticNormalizingFlow, kish_ess, log_partition_estimate, snf_layers
+from genflow.flows import (
+    AffineTransformer,
+    MetropolisLayer,
+    PathMaximumLikelihood,
+    PathReverseKL,
+    StochasticNormalizingFlow,
+    kish_ess,
+    log_partition_estimate,
+    snf_layers,
+)
 from genflow.train import Trainer
 
 matplotlib.use("Agg")
@@ -64,23 +74,24 @@ FULL = {
     "objective": "ml",
 }
 QUICK = FULL | {"width": 16, "depth": 1, "train_steps": 40, "seeds": (0, 1), "num_eval": 2000, "bins": 20}
-MODELS = {"RNVP": "none", "RNVP + MC": "metropolis"}
+MODELS = {"RNVP": None, "RNVP + MC": MetropolisLayer}
+OBJECTIVES = {"ml": PathMaximumLikelihood(), "reverse_kl": PathReverseKL()}
 
 
-def build(cfg: dict, block: str, target, key) -> StochasticNormalizingFlow:
+def build(cfg: dict, block: type | None, target, key) -> StochasticNormalizingFlow:
+    if block is not None:
+        block = functools.partial(block, step_size=cfg["mc_step_size"], num_steps=cfg["num_mc"])
     layers = snf_layers(
         2,
         num_blocks=cfg["num_blocks"],
-        transformer="affine",
+        transformer=AffineTransformer(),
         layers_per_block=cfg["layers_per_block"],
         width=cfg["width"],
         depth=cfg["depth"],
         block=block,
-        step_size=cfg["mc_step_size"],
-        num_steps=cfg["num_mc"],
         key=key,
     )
-    return StochasticNormalizingFlow(layers, target, data_shape=(2,), objective=cfg["objective"])
+    return StochasticNormalizingFlow(layers, target, data_shape=(2,), objective=OBJECTIVES[cfg["objective"]])
 
 
 def train(cfg: dict, model, target, seed: int):

@@ -1,4 +1,5 @@
-"""Flow matching against the closed-form velocity of the linear interpolant between Gaussians (specs/interpolants.md).
+"""Flow matching against the closed-form velocity of the linear interpolant between Gaussians (Lipman et al., ICLR 2023;
+Albergo & Vanden-Eijnden, ICLR 2023).
 
 For x0 ~ N(0, I) independent of x1 ~ N(mu, C) and x_t = (1 - t) x0 + t x1:
     S_t = (1 - t)^2 I + t^2 C,   K_t = -(1 - t) I + t C,   b(t, x) = mu + K_t S_t^{-1} (x - t mu).

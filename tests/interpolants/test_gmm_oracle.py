@@ -1,4 +1,5 @@
-"""N(0, I) -> Gaussian mixture with the exact linear-interpolant velocity (specs/interpolants.md, Oracles).
+"""N(0, I) -> Gaussian mixture with the exact linear-interpolant velocity (Albergo, Boffi,
+Vanden-Eijnden, "Stochastic Interpolants", 2023).
 
 rho_t = sum_j q_j N(m_j, S_j) with m_j = t mu_j, S_j = (1 - t)^2 I + t^2 C_j, and
 b(t, x) = sum_j w_j(x) [mu_j + K_j S_j^{-1} (x - m_j)],  K_j = -(1 - t) I + t C_j,  w_j the posterior weights.

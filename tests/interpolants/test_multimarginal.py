@@ -1,4 +1,5 @@
-"""Multimarginal interpolants against the Gaussian oracle (specs/interpolants.md, Oracles).
+"""Multimarginal interpolants against the Gaussian oracle (Albergo, Boffi, Lindsey,
+Vanden-Eijnden, "Multimarginal generative modeling with stochastic interpolants", ICLR 2024).
 
 With independent x_k ~ N(mu_k, C_k), x(a) = sum_k a_k x_k ~ N(m(a), S(a)) with m = sum_k a_k mu_k and
 S = sum_k a_k^2 C_k, and the exact fields are g_k(a, x) = mu_k + a_k C_k S^{-1} (x - m). Marginal 0 is N(0, I).
@@ -20,10 +21,10 @@ from genflow.interpolants._multimarginal import (
     EdgePath,
     FourierPath,
     MultimarginalInterpolant,
-    multimarginal_net,
     optimize_path,
 )
 from genflow.metrics import bures_wasserstein_sq
+from genflow.nn import multimarginal_net
 from genflow.solvers import RK4
 from genflow.train import Trainer
 

@@ -16,7 +16,7 @@ from genflow.bridges import DSBM, BridgeMatching, LightSB, MixturePotential, ent
 from genflow.couplings import IndependentCoupling
 from genflow.data import Toy2D
 from genflow.diffusion import Ancestral, DiffusionModel, ProbabilityFlow
-from genflow.flows import Flow, coupling_flow
+from genflow.flows import AffineTransformer, Flow, coupling_flow
 from genflow.interpolants import FlowMatching, LinearInterpolant, SqrtGamma, StochasticInterpolant
 from genflow.nn import MLP, mixture_denoiser
 from genflow.smd import SMDModel
@@ -84,7 +84,7 @@ def diffusion():
 
 
 def flow():
-    return Flow(coupling_flow(2, "affine", num_layers=2, width=8, depth=1,
+    return Flow(coupling_flow(2, AffineTransformer(), num_layers=2, width=8, depth=1,
                               key=jax.random.key(0)))  # fmt: skip
 
 

@@ -1,6 +1,6 @@
-"""MixFlows (specs/flows.md, float64): the Hamiltonian map is exactly invertible with the stated log-det, round trips
-T^{-N} T^N stay below 1e-10, q_N integrates to one (Monte Carlo, within standard errors), the orbit and single-state
-ELBO estimators agree, and the ELBO bounds log Z."""
+"""MixFlows (Xu, Chen, Campbell, "MixFlows", ICML 2023; float64): the Hamiltonian map is exactly invertible with the
+stated log-det, round trips T^{-N} T^N stay below 1e-10, q_N integrates to one (Monte Carlo, within standard errors),
+the orbit and single-state ELBO estimators agree, and the ELBO bounds log Z."""
 
 import math
 

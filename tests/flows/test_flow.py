@@ -13,12 +13,14 @@ import pytest
 
 from genflow.distributions import Gaussian, StandardNormal
 from genflow.flows import (
+    AffineTransformer,
     Chain,
     Flow,
     Identity,
     ImportanceSamplingHook,
     LULinear,
     ReverseKL,
+    RQSplineTransformer,
     Uniform,
     coupling_flow,
     importance_log_weights,
@@ -52,13 +54,13 @@ def test_densities_integrate_to_one_in_1d_and_2d():
     # Small random parameters: large ones make spikes narrower than any fixed grid resolves (quadrature error,
     # not a normalisation error). The grids below converge as O(h^2): errors ~1e-6 (1D) and ~3e-5 (2D).
     maf = masked_autoregressive_flow(
-        1, "rq_spline", num_layers=2, width=8, depth=1, knots=6, interval=3.0, key=jax.random.key(3)
+        1, RQSplineTransformer(6, 3.0), num_layers=2, width=8, depth=1, key=jax.random.key(3)
     )
     flow1 = Flow(randomize(maf, jax.random.key(4), scale=0.3))
     xs = jnp.linspace(-12.0, 12.0, 16001)[:, None]
     z1 = np.trapezoid(np.exp(np.asarray(flow1.log_prob(xs))), dx=24.0 / 16000)
     assert abs(z1 - 1) < 1e-5, z1
-    nsf = coupling_flow(2, num_layers=3, width=16, knots=6, interval=3.0, key=jax.random.key(5))
+    nsf = coupling_flow(2, RQSplineTransformer(6, 3.0), num_layers=3, width=16, key=jax.random.key(5))
     flow2 = Flow(randomize(nsf, jax.random.key(6), scale=0.1))
     g = np.linspace(-9.0, 9.0, 401)
     grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
@@ -68,7 +70,9 @@ def test_densities_integrate_to_one_in_1d_and_2d():
 
 
 def test_torus_flow_integrates_to_one_on_the_grid():
-    bij = coupling_flow(2, "circular_spline", num_layers=3, width=16, knots=6, key=jax.random.key(7))
+    bij = coupling_flow(
+        2, RQSplineTransformer(6, (-math.pi, math.pi), "circular"), num_layers=3, width=16, key=jax.random.key(7)
+    )
     flow = Flow(randomize(bij, jax.random.key(8), scale=0.1), base=Uniform((2,)))
     n = 200
     # The midpoint rule on a periodic domain: error ~5e-6 at n=200 for these (C^1) circular splines.
@@ -98,7 +102,7 @@ def test_identity_flow_on_its_own_target_has_zero_kl_and_full_ess():
 
 def test_conditional_flow_broadcasts_one_condition_and_takes_one_per_example():
     bij = randomize(
-        coupling_flow(3, "affine", num_layers=2, width=16, cond_dim=2, key=jax.random.key(12)),
+        coupling_flow(3, AffineTransformer(), num_layers=2, width=16, cond_dim=2, key=jax.random.key(12)),
         jax.random.key(13),
         scale=0.2,
     )
@@ -113,7 +117,7 @@ def test_conditional_flow_broadcasts_one_condition_and_takes_one_per_example():
 
 
 def test_shapes_are_checked_and_log_prob_does_not_recompile():
-    bij = coupling_flow(2, "affine", num_layers=2, width=8, key=jax.random.key(15))
+    bij = coupling_flow(2, AffineTransformer(), num_layers=2, width=8, key=jax.random.key(15))
     with pytest.raises(ValueError, match="data_shape is \\(3,\\)"):
         Flow(bij, (3,))
     with pytest.raises(ValueError, match="base event_shape"):

@@ -1,5 +1,6 @@
-"""Finite float32 gradients of the spline transformers at knots, at the boundaries and outside the domain
-(specs/flows.md: both branches of jnp.where are differentiated, so an unclipped branch would give NaN)."""
+"""Finite float32 gradients of the spline transformers at knots, at the boundaries and outside the domain (Durkan et
+al., "Neural Spline Flows", NeurIPS 2019: both branches of jnp.where are differentiated, so an unclipped branch would
+give NaN)."""
 
 import math
 

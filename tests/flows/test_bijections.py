@@ -1,5 +1,6 @@
-"""Bijection oracles (specs/flows.md, float64): round trips below 1e-10, log-dets against log|det jax.jacobian| in
-both directions, ldj_fwd(x) + ldj_inv(f(x)) = 0, identity at init, monotone splines and periodic circular splines.
+"""Bijection oracles (Durkan et al., "Neural Spline Flows", NeurIPS 2019; float64): round trips below 1e-10, log-dets
+against log|det jax.jacobian| in both directions, ldj_fwd(x) + ldj_inv(f(x)) = 0, identity at init, monotone splines and
+periodic circular splines.
 
 Compilation dominates these tests, so each architecture is built once per module and every check on it reuses the
 one compiled oracle (randomised and initial parameters share a structure, hence a compiled program).
@@ -41,9 +42,11 @@ FACTORIES = {
     "lu_linear": lambda: LULinear(DIM, key=K[0], init_scale=0.3),
     "permutation": lambda: Permutation.random(K[1], DIM),
     "coupling_spline": lambda: Coupling(SPLINE, DIM, untransformed_dim=1, width=16, depth=1, key=K[3]),
-    "coupling_flow": lambda: coupling_flow(DIM, num_layers=3, width=16, knots=4, lu_linear=True, key=K[6]),
-    "realnvp": lambda: coupling_flow(DIM, "affine", num_layers=3, width=16, key=K[7]),
-    "maf": lambda: masked_autoregressive_flow(DIM, "rq_spline", num_layers=2, width=16, depth=1, key=K[8]),
+    "coupling_flow": lambda: coupling_flow(
+        DIM, RQSplineTransformer(4), num_layers=3, width=16, lu_linear=True, key=K[6]
+    ),
+    "realnvp": lambda: coupling_flow(DIM, AffineTransformer(), num_layers=3, width=16, key=K[7]),
+    "maf": lambda: masked_autoregressive_flow(DIM, RQSplineTransformer(), num_layers=2, width=16, depth=1, key=K[8]),
 }
 
 
@@ -96,7 +99,7 @@ def test_scan_applies_its_layers_in_order():
     assert isinstance(scan, Scan)
 
 
-@pytest.mark.slow  # the fast suite checks conditional flows end to end (test_flows_flow.py)
+@pytest.mark.slow  # the fast suite checks conditional flows end to end (test_flow.py)
 def test_conditional_layers_round_trip_and_use_the_condition():
     k1, k2 = jax.random.split(jax.random.key(3))
     bij = Chain(
@@ -119,7 +122,7 @@ def test_conditional_layers_round_trip_and_use_the_condition():
     assert np.all(np.max(np.abs(np.asarray(a - b)), axis=0) > 1e-3)
 
 
-@pytest.mark.slow  # the fast suite integrates a circular-spline flow on the torus (test_flows_flow.py)
+@pytest.mark.slow  # the fast suite integrates a circular-spline flow on the torus (test_flow.py)
 def test_circular_coupling_round_trip_stays_on_torus():
     bij = randomize(Coupling(CIRCLE, 3, width=16, depth=1, key=jax.random.key(8)), jax.random.key(9), scale=0.3)
     x = jax.random.uniform(jax.random.key(10), (32, 3), minval=-math.pi, maxval=math.pi)
@@ -188,9 +191,11 @@ def test_bad_arguments_name_the_value():
         Coupling(AffineTransformer(), 1, key=jax.random.key(0))
     with pytest.raises(ValueError, match="boundary='periodic'"):
         RQSplineTransformer(boundary="periodic")
-    with pytest.raises(ValueError, match="transformer='spline'"):
+    with pytest.raises(ValueError, match="transformer='spline' is invalid"):
         coupling_flow(2, "spline", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="permutation='reverse' is invalid"):
+        coupling_flow(2, permutation="reverse", key=jax.random.key(0))
     with pytest.raises(ValueError, match="lu_linear=True is invalid"):
-        coupling_flow(2, "circular_spline", lu_linear=True, key=jax.random.key(0))
+        coupling_flow(2, RQSplineTransformer(8, (-math.pi, math.pi), "circular"), lu_linear=True, key=jax.random.key(0))
     with pytest.raises(ValueError, match="different shapes"):
         Chain([Affine(jnp.zeros(2)), Affine(jnp.zeros(3))])

@@ -7,7 +7,15 @@ import optax
 import pytest
 
 from genflow.distributions import Banana
-from genflow.flows import Flow, MaximumLikelihood, ReverseKL, coupling_flow, importance_log_weights, importance_summary
+from genflow.flows import (
+    Flow,
+    MaximumLikelihood,
+    ReverseKL,
+    RQSplineTransformer,
+    coupling_flow,
+    importance_log_weights,
+    importance_summary,
+)
 from genflow.train import Trainer
 
 # A moderately twisted banana of unit scale, inside the spline interval [-4, 4].
@@ -16,7 +24,7 @@ STEPS = 400
 
 
 def _fit(objective):
-    bij = coupling_flow(2, "rq_spline", num_layers=4, width=32, depth=1, knots=8, interval=4.0, key=jax.random.key(0))
+    bij = coupling_flow(2, RQSplineTransformer(8, 4.0), num_layers=4, width=32, depth=1, key=jax.random.key(0))
     opt = optax.chain(
         optax.clip_by_global_norm(1.0), optax.adam(optax.warmup_cosine_decay_schedule(0.0, 3e-3, 50, decay_steps=STEPS))
     )
