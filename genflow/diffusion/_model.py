@@ -50,7 +50,7 @@ from genflow.diffusion._schedules import AbstractSchedule, VPSchedule
 from genflow.diffusion._variances import AbstractReverseVariance, PosteriorVariance
 from genflow.metrics import nll_bits_per_dim
 from genflow.nn import ConditionDropout, guided
-from genflow.solvers import AbstractDivergence, AbstractODESolver, DiffraxODE, Exact, Solution
+from genflow.solvers import AbstractODESolver, DiffraxODE, Solution
 
 _PARAMETRIZATIONS = (
     "EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning()"
@@ -195,21 +195,16 @@ class DiffusionModel(AbstractSolvableDensityModel):
     # -- likelihood --------------------------------------------------------------------------------------------
     @eqx.filter_jit
     def log_prob_terms(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-        t_data: float | None = None,
+        self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None, cond: Any = None, **opts: Any
     ) -> LikelihoodTerms:
-        """Probability-flow log-likelihood with the prior term separate (see :func:`pf_ode_log_prob`).
+        """Probability-flow log-likelihood with the prior term separate.
 
-        ``x`` is taken at ``t_data`` (``schedule.t_min`` by default). ``divergence=Hutchinson()`` needs ``key``.
+        ``opts`` are those of :func:`pf_ode_log_prob`, which computes it: ``solver`` (the model's
+        ``likelihood_solver`` by default), ``divergence`` (``Exact()``; ``Hutchinson()`` needs ``key``) and
+        ``t_data``, where ``x`` lives (``schedule.t_min`` by default).
         """
-        solver = self.likelihood_solver if solver is None else solver
-        opts = dict(solver=solver, t_data=t_data, divergence=divergence)
+        if opts.get("solver") is None:
+            opts["solver"] = self.likelihood_solver
         if cond is None:
             return pf_ode_log_prob(lambda t, z: self.score(t, z), self.schedule, x, key=key, **opts)
         # A conditional score differs per example, so each example is its own one-point solve.
