@@ -38,6 +38,12 @@ def check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name}={value!r} is invalid: must be a positive integer")
 
 
+def check_probability(name: str, value: object) -> None:
+    """Raise a ValueError unless ``0 <= value < 1`` (a dropout rate: 1 would drop every example)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}={value!r} is invalid: must lie in [0, 1)")
+
+
 def as_shape(shape: object) -> tuple[int, ...]:
     """A shape tuple from an int or a sequence (Hydra passes lists)."""
     return tuple(int(s) for s in shape) if hasattr(shape, "__len__") else (int(shape),)

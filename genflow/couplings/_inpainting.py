@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from genflow._checks import check_positive
 from genflow.couplings._data_dependent import AbstractDataDependentCoupling, check_images, tile_up
 
 
@@ -52,13 +53,10 @@ class InpaintingCoupling(AbstractDataDependentCoupling):
     def __init__(
         self, tile: int = 2, keep_prob: float = 0.5, sigma: float = 1.0, coupled: bool = True, with_image: bool = False
     ):
-        if int(tile) < 1:
-            raise ValueError(f"InpaintingCoupling: tile={tile!r} must be a positive integer")
+        check_positive("tile", tile)
         if not 0.0 <= keep_prob <= 1.0:
             raise ValueError(f"InpaintingCoupling: keep_prob={keep_prob!r} must be in [0, 1]")
-        self.tile = int(tile)
-        self.keep_prob = float(keep_prob)
-        self.sigma = float(sigma)
+        self.tile, self.keep_prob, self.sigma = int(tile), float(keep_prob), float(sigma)
         self.coupled, self.with_image = bool(coupled), bool(with_image)
 
     def mask(self, key: PRNGKeyArray, x1: Float[Array, "n c h w"]) -> Float[Array, "n 1 h w"]:

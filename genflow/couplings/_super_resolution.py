@@ -3,6 +3,7 @@ from __future__ import annotations
 import equinox as eqx
 from jaxtyping import Array, Float
 
+from genflow._checks import check_positive
 from genflow.couplings._data_dependent import AbstractDataDependentCoupling, check_images, tile_up
 
 
@@ -36,11 +37,8 @@ class SuperResolutionCoupling(AbstractDataDependentCoupling):
     coupled: bool = eqx.field(static=True)
 
     def __init__(self, factor: int = 2, sigma: float = 0.1, coupled: bool = True):
-        if int(factor) < 1:
-            raise ValueError(f"SuperResolutionCoupling: factor={factor!r} must be a positive integer")
-        self.factor = int(factor)
-        self.sigma = float(sigma)
-        self.coupled = bool(coupled)
+        check_positive("factor", factor)
+        self.factor, self.sigma, self.coupled = int(factor), float(sigma), bool(coupled)
 
     def low_resolution(self, x1: Float[Array, "n c h w"]) -> Float[Array, "n c h w"]:
         """``U(D(x1))``: the block means of x1, upsampled back to full size."""

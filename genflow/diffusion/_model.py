@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableDensityModel, split_batch
-from genflow._checks import as_shape, check_instance
+from genflow._checks import as_shape, check_instance, check_probability
 from genflow.diffusion._likelihood import (
     AbstractDecoder,
     GaussianDecoder,
@@ -49,8 +49,8 @@ from genflow.diffusion._samplers import AbstractDiffusionSampler, ProbabilityFlo
 from genflow.diffusion._schedules import AbstractSchedule, VPSchedule
 from genflow.diffusion._variances import AbstractReverseVariance, PosteriorVariance
 from genflow.metrics import nll_bits_per_dim
-from genflow.nn import drop_condition, guided
-from genflow.solvers import AbstractDivergence, AbstractODESolver, DiffraxODE, Exact, Solution
+from genflow.nn import ConditionDropout, guided
+from genflow.solvers import AbstractODESolver, DiffraxODE, Solution
 
 _PARAMETRIZATIONS = (
     "EpsilonPrediction(), DataPrediction(), VelocityPrediction(), ScorePrediction(), EDMPreconditioning()"
@@ -87,9 +87,8 @@ class DiffusionModel(AbstractSolvableDensityModel):
     time_sampler: AbstractTimeSampler
     sampler: AbstractDiffusionSampler
     likelihood_solver: AbstractODESolver
+    condition_dropout: ConditionDropout
     data_shape: tuple[int, ...] = eqx.field(static=True)
-    cond_drop_prob: float = eqx.field(static=True)
-    null_label: int | None = eqx.field(static=True)
     # The schedule's arrays (a discrete chain's betas) are fixed, not parameters.
     frozen_fields: ClassVar[tuple[str, ...]] = ("schedule",)
 
@@ -119,12 +118,10 @@ class DiffusionModel(AbstractSolvableDensityModel):
         self.likelihood_solver = DiffraxODE(diffrax.Tsit5()) if likelihood_solver is None else likelihood_solver
         if not isinstance(self.likelihood_solver, AbstractODESolver):
             raise ValueError(f"likelihood_solver={likelihood_solver!r} is invalid: must be an ODE solver")
-        if not 0.0 <= cond_drop_prob < 1.0:
-            raise ValueError(f"cond_drop_prob={cond_drop_prob!r} is invalid: must lie in [0, 1)")
-        self.cond_drop_prob = float(cond_drop_prob)
+        check_probability("cond_drop_prob", cond_drop_prob)
         if null_label is None:
             null_label = getattr(getattr(net, "embed", None), "null_label", None)
-        self.null_label = None if null_label is None else int(null_label)
+        self.condition_dropout = ConditionDropout(cond_drop_prob, null_label)
 
     # -- predictions (one example) -----------------------------------------------------------------------------
     def predict(self, t, x: Array, cond: Any = None) -> tuple[Array, Array]:
@@ -150,8 +147,7 @@ class DiffusionModel(AbstractSolvableDensityModel):
         """The weighted denoising loss; with ``cond_drop_prob``, conditions are dropped for CFG."""
         x0, cond = split_batch(batch)
         k_loss, k_drop = jax.random.split(key)
-        if self.cond_drop_prob > 0:
-            cond = drop_condition(k_drop, cond, self.cond_drop_prob, self.null_label)
+        cond = self.condition_dropout(k_drop, cond)
         value, _ = denoising_loss(
             k_loss, self.net, x0, cond, self.schedule, self.parametrization, self.weighting, self.time_sampler
         )
@@ -199,21 +195,16 @@ class DiffusionModel(AbstractSolvableDensityModel):
     # -- likelihood --------------------------------------------------------------------------------------------
     @eqx.filter_jit
     def log_prob_terms(
-        self,
-        x: Float[Array, "num ..."],
-        *,
-        key: PRNGKeyArray | None = None,
-        cond: Any = None,
-        solver: AbstractODESolver | None = None,
-        divergence: AbstractDivergence = Exact(),
-        t_data: float | None = None,
+        self, x: Float[Array, "num ..."], *, key: PRNGKeyArray | None = None, cond: Any = None, **opts: Any
     ) -> LikelihoodTerms:
-        """Probability-flow log-likelihood with the prior term separate (see :func:`pf_ode_log_prob`).
+        """Probability-flow log-likelihood with the prior term separate.
 
-        ``x`` is taken at ``t_data`` (``schedule.t_min`` by default). ``divergence=Hutchinson()`` needs ``key``.
+        ``opts`` are those of :func:`pf_ode_log_prob`, which computes it: ``solver`` (the model's
+        ``likelihood_solver`` by default), ``divergence`` (``Exact()``; ``Hutchinson()`` needs ``key``) and
+        ``t_data``, where ``x`` lives (``schedule.t_min`` by default).
         """
-        solver = self.likelihood_solver if solver is None else solver
-        opts = dict(solver=solver, t_data=t_data, divergence=divergence)
+        if opts.get("solver") is None:
+            opts["solver"] = self.likelihood_solver
         if cond is None:
             return pf_ode_log_prob(lambda t, z: self.score(t, z), self.schedule, x, key=key, **opts)
         # A conditional score differs per example, so each example is its own one-point solve.

@@ -73,6 +73,14 @@ def _check_lam(lam: float) -> float:
     return float(lam)
 
 
+def _check_steps(lam: float, step_size: float, num_steps: int) -> tuple[float, float, int]:
+    """``(lam, step_size, num_steps)`` of an MCMC layer, checked and converted."""
+    check_positive("num_steps", num_steps)
+    if not step_size > 0:
+        raise ValueError(f"step_size={step_size!r} is invalid: must be > 0")
+    return _check_lam(lam), float(step_size), int(num_steps)
+
+
 class LangevinLayer(AbstractStochasticLayer):
     """``num_steps`` unadjusted overdamped Langevin steps of size ``step_size`` on ``u_lambda``.
 
@@ -84,10 +92,7 @@ class LangevinLayer(AbstractStochasticLayer):
     num_steps: int = eqx.field(static=True)
 
     def __init__(self, lam: float, step_size: float = 0.01, num_steps: int = 1):
-        check_positive("num_steps", num_steps)
-        if not step_size > 0:
-            raise ValueError(f"step_size={step_size!r} is invalid: must be > 0")
-        self.lam, self.step_size, self.num_steps = _check_lam(lam), float(step_size), int(num_steps)
+        self.lam, self.step_size, self.num_steps = _check_steps(lam, step_size, num_steps)
 
     def __call__(self, key, x, energy):
         e = self.step_size
@@ -119,10 +124,7 @@ class MetropolisLayer(AbstractStochasticLayer):
     num_steps: int = eqx.field(static=True)
 
     def __init__(self, lam: float, step_size: float = 0.5, num_steps: int = 1):
-        check_positive("num_steps", num_steps)
-        if not step_size > 0:
-            raise ValueError(f"step_size={step_size!r} is invalid: must be > 0")
-        self.lam, self.step_size, self.num_steps = _check_lam(lam), float(step_size), int(num_steps)
+        self.lam, self.step_size, self.num_steps = _check_steps(lam, step_size, num_steps)
 
     def __call__(self, key, x, energy):
         def step(carry, k):
@@ -146,11 +148,8 @@ class HMCLayer(AbstractStochasticLayer):
 
     def __init__(self, lam: float, step_size: float = 0.1, num_leapfrog: int = 5, num_steps: int = 1):
         check_positive("num_leapfrog", num_leapfrog)
-        check_positive("num_steps", num_steps)
-        if not step_size > 0:
-            raise ValueError(f"step_size={step_size!r} is invalid: must be > 0")
-        self.lam, self.step_size = _check_lam(lam), float(step_size)
-        self.num_leapfrog, self.num_steps = int(num_leapfrog), int(num_steps)
+        self.lam, self.step_size, self.num_steps = _check_steps(lam, step_size, num_steps)
+        self.num_leapfrog = int(num_leapfrog)
 
     def _leapfrog(self, x, p, grad):
         e = self.step_size

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray, Scalar
 
 from genflow._base import split_batch
-from genflow._checks import as_shape
+from genflow._checks import as_shape, check_probability
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant
-from genflow.nn import drop_condition, guided
+from genflow.nn import ConditionDropout, guided
 from genflow.solvers import (
     AbstractODESolver,
     AbstractPushforwardModel,
@@ -60,8 +60,7 @@ class FlowMatching(AbstractPushforwardModel):
     sampler: AbstractODESolver
     likelihood_solver: AbstractODESolver
     data_shape: tuple[int, ...] = eqx.field(static=True)
-    label_dropout: float = eqx.field(static=True)
-    null_label: int | None = eqx.field(static=True)
+    condition_dropout: ConditionDropout
     guidance: float = eqx.field(static=True)
     # The base is a fixed distribution: x0 = base.sample(...) is reparameterised, so without this its parameters
     # would receive gradients from the loss.
@@ -80,10 +79,8 @@ class FlowMatching(AbstractPushforwardModel):
         guidance: float = 1.0,
     ):
         self.net = net
-        self.label_dropout, self.guidance = float(label_dropout), float(guidance)
-        self.null_label = None if null_label is None else int(null_label)
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError(f"label_dropout={label_dropout!r} must lie in [0, 1)")
+        check_probability("label_dropout", label_dropout)
+        self.condition_dropout, self.guidance = ConditionDropout(label_dropout, null_label), float(guidance)
         self.data_shape = as_shape(data_shape)
         self.base = StandardNormal(self.data_shape) if base is None else base
         self.interpolant = LinearInterpolant() if interpolant is None else interpolant
@@ -103,7 +100,7 @@ class FlowMatching(AbstractPushforwardModel):
         n = x1.shape[0]
         k0, kt = jax.random.split(key)
         x0 = batch["x0"] if isinstance(batch, dict) and "x0" in batch else self.base.sample(k0, n)
-        cond = drop_condition(jax.random.fold_in(key, 1), cond, self.label_dropout, self.null_label)
+        cond = self.condition_dropout(jax.random.fold_in(key, 1), cond)
         t = jax.random.uniform(kt, (n,), x1.dtype)
         xt = jax.vmap(self.interpolant.interpolate)(t, x0, x1)
         target = jax.vmap(self.interpolant.velocity_target)(t, x0, x1)

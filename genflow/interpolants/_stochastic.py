@@ -31,11 +31,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from genflow._base import split_batch
+from genflow._checks import check_probability
 from genflow.couplings import AbstractCoupling, IndependentCoupling
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.interpolants._interpolants import AbstractInterpolant, LinearInterpolant, NoGamma, SqrtGamma
 from genflow.interpolants._parametrizations import AbstractFieldParametrization, VelocityDenoiser, VelocityScore
-from genflow.nn import drop_condition, guided
+from genflow.nn import ConditionDropout, guided
 from genflow.solvers import (
     AbstractODESolver,
     AbstractPushforwardModel,
@@ -121,8 +122,7 @@ class StochasticInterpolant(AbstractPushforwardModel):
     eps: float | Callable = eqx.field(static=True)
     t_min: float = eqx.field(static=True)
     parametrization: AbstractFieldParametrization
-    label_dropout: float = eqx.field(static=True)
-    null_label: int | None = eqx.field(static=True)
+    condition_dropout: ConditionDropout
     guidance: float = eqx.field(static=True)
     frozen_fields: ClassVar[tuple[str, ...]] = ("base",)
 
@@ -152,8 +152,8 @@ class StochasticInterpolant(AbstractPushforwardModel):
         self.likelihood_solver = self.sampler if likelihood_solver is None else likelihood_solver
         self.eps, self.t_min = (eps if callable(eps) else float(eps)), float(t_min)
         self.parametrization = VelocityDenoiser() if parametrization is None else parametrization
-        self.label_dropout, self.guidance = float(label_dropout), float(guidance)
-        self.null_label = None if null_label is None else int(null_label)
+        check_probability("label_dropout", label_dropout)
+        self.condition_dropout, self.guidance = ConditionDropout(label_dropout, null_label), float(guidance)
         self._check()
 
     def _check(self) -> None:
@@ -172,8 +172,6 @@ class StochasticInterpolant(AbstractPushforwardModel):
             raise ValueError(
                 "parametrization=VelocityScore() needs a denoiser_net (the score) and an interpolant with gamma"
             )
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError(f"label_dropout={self.label_dropout!r} must lie in [0, 1)")
 
     # -- fields ------------------------------------------------------------------------------------------------
     def velocity(self, t, x: Array, cond: Any = None) -> Array:
@@ -212,7 +210,7 @@ class StochasticInterpolant(AbstractPushforwardModel):
         k0, kc, kt, kz = jax.random.split(key, 4)
         x0 = batch["x0"] if isinstance(batch, dict) and "x0" in batch else self.base.sample(k0, n)
         x0, x1, cond = self.coupling(kc, x0, x1, cond)
-        cond = drop_condition(jax.random.fold_in(key, 1), cond, self.label_dropout, self.null_label)
+        cond = self.condition_dropout(jax.random.fold_in(key, 1), cond)
         t = jax.random.uniform(kt, (n,), x1.dtype)
         z = jax.random.normal(kz, x1.shape, x1.dtype)
         per_example = jax.vmap(self._example_loss, in_axes=(0, 0, 0, 0, None if cond is None else 0))

@@ -13,7 +13,7 @@ from genflow.nn._embeddings import (
     GaussianFourierEmbedding,
     SinusoidalEmbedding,
 )
-from genflow.nn._guidance import drop_condition, guided, null_condition
+from genflow.nn._guidance import ConditionDropout, drop_condition, guided, null_condition
 from genflow.nn._heads import MultiHead, PotentialHead
 from genflow.nn._mlp import MLP, Activation, FiLM, ResMLP
 from genflow.nn._multimarginal import SimplexConditionedNet, multimarginal_net
@@ -25,6 +25,7 @@ __all__ = [
     "AbstractDAEOutput",
     "AbstractTimeEmbedding",
     "Activation",
+    "ConditionDropout",
     "ConditionEmbedding",
     "DenoiserOutput",
     "FiLM",

@@ -14,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
+
+from genflow._checks import check_probability
 
 
 def null_condition(cond: Any, null_label: int | None = None) -> Any:
@@ -46,6 +49,29 @@ def drop_condition(key: PRNGKeyArray, cond: Any, prob: float, null_label: int | 
         return jnp.where(drop.reshape((-1,) + (1,) * (c.ndim - 1)), n, c)
 
     return jax.tree_util.tree_map(pick, cond, null)
+
+
+class ConditionDropout(eqx.Module):
+    """Condition dropout for classifier-free guidance training (:func:`drop_condition`), shared by every family
+    that trains a conditional field: diffusion, flow matching and stochastic interpolants.
+
+    Args:
+        prob: probability in [0, 1) of replacing an example's condition by the null condition (0: none).
+        null_label: the null class label (the network's ``num_classes``) for integer conditions.
+
+    References:
+        Ho & Salimans, "Classifier-free diffusion guidance", NeurIPS 2021 workshop (arXiv:2207.12598).
+    """
+
+    prob: float = eqx.field(static=True, default=0.0, converter=float)
+    null_label: int | None = eqx.field(static=True, default=None, converter=lambda n: None if n is None else int(n))
+
+    def __check_init__(self):
+        check_probability("prob", self.prob)
+
+    def __call__(self, key: PRNGKeyArray, cond: Any) -> Any:
+        """The batch of conditions ``cond`` with each example's replaced by the null one with probability ``prob``."""
+        return drop_condition(key, cond, self.prob, self.null_label)
 
 
 def guided(field: Callable[[Any, Array, Any], Array], weight: float | Array) -> Callable[[Any, Array, Any], Array]:

@@ -68,7 +68,6 @@ class MultiHead(eqx.Module):
     """
 
     trunk: MLP
-    data_dim: int = eqx.field(static=True)
     num_heads: int = eqx.field(static=True)
 
     def __init__(
@@ -76,13 +75,18 @@ class MultiHead(eqx.Module):
     ):
         """Build the trunk; ``num_heads`` is $K$ and the other arguments are those of ``MLP`` (but ``out_dim``)."""
         check_positive("num_heads", num_heads)
-        self.data_dim, self.num_heads = int(data_dim), int(num_heads)
-        self.trunk = MLP(data_dim, width, depth, out_dim=self.num_heads * self.data_dim, key=key, **mlp_kwargs)
+        self.num_heads = int(num_heads)
+        self.trunk = MLP(data_dim, width, depth, out_dim=self.num_heads * int(data_dim), key=key, **mlp_kwargs)
+
+    @property
+    def data_dim(self) -> int:
+        """Size of one example ``x``: the trunk's input."""
+        return self.trunk.data_dim
 
     @property
     def data_shape(self) -> tuple[int]:
-        """Shape of one example ``x``."""
-        return (self.data_dim,)
+        """Shape of one example ``x``: the trunk's."""
+        return self.trunk.data_shape
 
     def __call__(
         self, t: Float[ArrayLike, ""], x: Float[Array, " data_dim"], cond: ArrayLike | None = None

@@ -53,8 +53,8 @@ class AbstractODESolver(eqx.Module):
         """Integrate ``dy/dt = f(t, y)`` from ``t0`` to ``t1``."""
 
 
-class AbstractFixedStepSolver(AbstractODESolver):
-    """A one-step method on a uniform grid of ``num_steps`` steps, run as a single ``lax.scan``."""
+class AbstractFixedStep(eqx.Module):
+    """What the fixed-step ODE and SDE methods share: ``num_steps`` one-step updates on a grid, one ``lax.scan``."""
 
     num_steps: eqx.AbstractVar[int]
     # Unrolling the step loop trades compile time for speed where XLA runs loop bodies slowly (convolutions on
@@ -64,6 +64,32 @@ class AbstractFixedStepSolver(AbstractODESolver):
 
     def __check_init__(self):
         check_positive_int("num_steps", self.num_steps)
+
+    def scan_grid(
+        self,
+        advance: Callable[[PyTree, Array, Array, Any], PyTree],
+        y0: PyTree,
+        ts: Float[Array, " n"],
+        xs: Any = None,
+        *,
+        save_trajectory: bool = False,
+    ) -> Solution:
+        """``y_{k+1} = advance(y_k, t_k, t_{k+1}, xs_k)`` over the grid ``ts``, with per-step inputs ``xs`` (the
+        Brownian keys of an SDE method) scanned along; the NFE is ``stages`` per step."""
+
+        def body(y, inputs):
+            t, t_next, x = inputs
+            y_next = advance(y, t, t_next, x)
+            return y_next, (y_next if save_trajectory else None)
+
+        y, ys = jax.lax.scan(body, y0, (ts[:-1], ts[1:], xs), unroll=self.unroll)
+        if save_trajectory:
+            ys = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
+        return Solution(y=y, nfe=self.stages * (ts.shape[0] - 1), ts=ts, ys=ys)
+
+
+class AbstractFixedStepSolver(AbstractODESolver, AbstractFixedStep):
+    """A one-step method on a uniform grid of ``num_steps`` steps, run as a single ``lax.scan``."""
 
     @abc.abstractmethod
     def step(self, f: VectorField, t: Array, y: PyTree, dt: Array) -> PyTree:
@@ -75,16 +101,8 @@ class AbstractFixedStepSolver(AbstractODESolver):
 
     def solve_grid(self, f: VectorField, y0: PyTree, ts: Float[Array, " n"], *, save_trajectory=False) -> Solution:
         """Integrate over an arbitrary (possibly non-uniform) time grid ``ts``."""
-
-        def body(y, t_pair):
-            t, t_next = t_pair
-            y_next = self.step(f, t, y, t_next - t)
-            return y_next, (y_next if save_trajectory else None)
-
-        y, ys = jax.lax.scan(body, y0, (ts[:-1], ts[1:]), unroll=self.unroll)
-        if save_trajectory:
-            ys = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
-        return Solution(y=y, nfe=self.stages * (ts.shape[0] - 1), ts=ts, ys=ys)
+        advance = lambda y, t, t_next, _: self.step(f, t, y, t_next - t)
+        return self.scan_grid(advance, y0, ts, save_trajectory=save_trajectory)
 
 
 class Euler(AbstractFixedStepSolver):

@@ -19,7 +19,7 @@ import lineax as lx
 from jaxtyping import Array, PRNGKeyArray
 
 from genflow._checks import check_positive_int
-from genflow.solvers._ode import Solution
+from genflow.solvers._ode import AbstractFixedStep, Solution
 
 
 class AbstractSDESolver(eqx.Module):
@@ -30,17 +30,8 @@ class AbstractSDESolver(eqx.Module):
         """Integrate ``dY = drift dt + diffusion dW`` from ``t0`` to ``t1`` (diagonal noise)."""
 
 
-class AbstractFixedStepSDESolver(AbstractSDESolver):
+class AbstractFixedStepSDESolver(AbstractSDESolver, AbstractFixedStep):
     """A one-step SDE method on a time grid, run as one ``lax.scan``."""
-
-    num_steps: eqx.AbstractVar[int]
-    # Unrolling the step loop trades compile time for speed where XLA runs loop bodies slowly (convolutions on
-    # CPU, jax-ml/jax#12868).
-    unroll: eqx.AbstractVar[bool]
-    stages: ClassVar[int]
-
-    def __check_init__(self):
-        check_positive_int("num_steps", self.num_steps)
 
     @abc.abstractmethod
     def step(self, drift, diffusion, t, y, dt, dw) -> Array:
@@ -64,17 +55,12 @@ class AbstractFixedStepSDESolver(AbstractSDESolver):
         """Integrate over an arbitrary time grid ``ts`` (increasing or decreasing)."""
         keys = jax.random.split(key, ts.shape[0] - 1)
 
-        def body(y, inputs):
-            t, t_next, k = inputs
+        def advance(y, t, t_next, k):
             dt = t_next - t
             dw = jnp.sqrt(jnp.abs(dt)) * jax.random.normal(k, y.shape, y.dtype)
-            y_next = self.step(drift, diffusion, t, y, dt, dw)
-            return y_next, (y_next if save_trajectory else None)
+            return self.step(drift, diffusion, t, y, dt, dw)
 
-        y, ys = jax.lax.scan(body, y0, (ts[:-1], ts[1:], keys), unroll=self.unroll)
-        if save_trajectory:
-            ys = jnp.concatenate([y0[None], ys])
-        return Solution(y=y, nfe=self.stages * (ts.shape[0] - 1), ts=ts, ys=ys)
+        return self.scan_grid(advance, y0, ts, keys, save_trajectory=save_trajectory)
 
 
 class EulerMaruyama(AbstractFixedStepSDESolver):

@@ -1,7 +1,9 @@
-"""Timing helpers shared by the benchmark scripts: compile time is always measured apart from run time."""
+"""Helpers shared by the benchmark scripts: the budget flags, and timings that always measure compile time apart
+from run time."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import time
@@ -10,6 +12,14 @@ import jax
 import numpy as np
 
 from genflow.train import Trainer
+
+
+def budget_parser(quick_help: str, smoke_help: str = "tiny budgets (checks that the script runs)"):
+    """An argument parser with the ``--smoke`` and ``--quick`` budget flags every benchmark takes."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--smoke", action="store_true", help=smoke_help)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    return p
 
 
 def machine() -> dict:

@@ -12,7 +12,6 @@ benchmark's construction (EOT-benchmark-style), so numbers are not comparable wi
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -25,7 +24,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import machine  # noqa: E402
+from _timing import budget_parser, machine  # noqa: E402
 
 from genflow.bridges import EOTBenchmark, LightSB, MixturePotential, cbw_uvp, eot_benchmark_data  # noqa: E402
 from genflow.train import Trainer  # noqa: E402
@@ -74,10 +73,7 @@ def run(dim: int, eps: float, steps: int, chunk: int, num_inputs: int, num_sampl
 
 
 def main() -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--smoke", action="store_true", help="tiny budgets (checks that the script runs)")
-    p.add_argument("--quick", action="store_true", help="make bench's budget (see above)")
-    args = p.parse_args()
+    args = budget_parser("make bench's budget (see above)").parse_args()
     dims, steps, chunk = ((2,), 200, 100) if args.smoke else ((16, 64), 3000 if args.quick else 10_000, 500)
     n_in, n_s = (50, 500) if args.quick or args.smoke else (100, 1000)
     result = {

@@ -18,7 +18,6 @@ Compile time is measured apart from run time: every timing is of an already-comp
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -33,7 +32,7 @@ import optax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import diffrax
-from _timing import machine, time_sampling, time_training  # noqa: E402
+from _timing import budget_parser, machine, time_sampling, time_training  # noqa: E402
 
 from genflow.data import Digits, Toy2D  # noqa: E402
 from genflow.diffusion import (  # noqa: E402
@@ -103,10 +102,7 @@ def log(result: dict, section: str) -> None:
 
 
 def main() -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--smoke", action="store_true", help="tiny budgets (checks that the script runs)")
-    p.add_argument("--quick", action="store_true", help="make bench's budget (see above)")
-    args = p.parse_args()
+    args = budget_parser("make bench's budget (see above)").parse_args()
     smoke, quick = args.smoke, args.quick and not args.smoke
     result = {"benchmark": "diffusion", **machine()}
 

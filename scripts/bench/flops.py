@@ -18,7 +18,6 @@ Prints one JSON object. In the same run it measures
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -32,7 +31,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import machine, time_training  # noqa: E402
+from _timing import budget_parser, machine, time_training  # noqa: E402
 
 from genflow.data import Toy2D  # noqa: E402
 from genflow.diffusion import DiffusionModel  # noqa: E402
@@ -137,10 +136,7 @@ def host_round_trip(model, batch: int) -> dict:
 
 
 def main() -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true", help="two batch sizes, fewer timed steps")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes (checks that the script runs)")
-    args = p.parse_args()
+    args = budget_parser("two batch sizes, fewer timed steps", "tiny sizes (checks that the script runs)").parse_args()
     name = "smoke" if args.smoke else "quick" if args.quick else "full"
     budget = BUDGETS[name]
     before = peak_matmul(budget["n"])

@@ -9,7 +9,6 @@ measured apart from run time. Layers run in one ``lax.scan``, so compile time do
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -21,7 +20,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import machine, time_sampling, time_training  # noqa: E402
+from _timing import budget_parser, machine, time_sampling, time_training  # noqa: E402
 
 from genflow.data import Toy2D  # noqa: E402
 from genflow.flows import Flow, RQSplineTransformer, coupling_flow  # noqa: E402
@@ -44,10 +43,7 @@ def time_log_prob(model: Flow, x) -> dict:
 
 
 def main() -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--smoke", action="store_true", help="tiny budgets (checks that the script runs)")
-    p.add_argument("--quick", action="store_true", help="make bench's budget: 1000 training steps")
-    args = p.parse_args()
+    args = budget_parser("make bench's budget: 1000 training steps").parse_args()
     data = Toy2D("moons")
     calls, train_steps = (2, 500) if args.smoke else (5, 1000) if args.quick else (20, 5000)
     model = build(jax.random.key(0))

@@ -9,7 +9,6 @@ number of training steps for each coupling, beside the data-vs-data floor.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import machine, time_sampling, time_training  # noqa: E402
+from _timing import budget_parser, machine, time_sampling, time_training  # noqa: E402
 
 from genflow.couplings import ExactOTCoupling, IndependentCoupling, SinkhornCoupling  # noqa: E402
 from genflow.data import Toy2D  # noqa: E402
@@ -52,10 +51,7 @@ def build(coupling, key):
 
 
 def main() -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--smoke", action="store_true", help="tiny budgets (checks that the script runs)")
-    p.add_argument("--quick", action="store_true", help="make bench's budget: 1000 training steps, 1000 samples")
-    args = p.parse_args()
+    args = budget_parser("make bench's budget: 1000 training steps, 1000 samples").parse_args()
     data = Toy2D("moons")
     calls, train_steps, n = (2, 200, 500) if args.smoke else (5, 1000, 1000) if args.quick else (10, 3000, 2000)
     result = {

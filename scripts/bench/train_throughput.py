@@ -8,7 +8,6 @@ Compile time is measured separately from run time: every timing below is of an a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import machine, time_sampling, time_training  # noqa: E402
+from _timing import budget_parser, machine, time_sampling, time_training  # noqa: E402
 
 from genflow.data import Toy2D  # noqa: E402
 from genflow.interpolants import FlowMatching  # noqa: E402
@@ -45,10 +44,7 @@ def time_chunks(model, data, steps_per_call: int, total_steps: int) -> dict:
 
 
 def main() -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true", help="fewer timed steps")
-    p.add_argument("--smoke", action="store_true", help="minimal timings and training (tests that the script runs)")
-    args = p.parse_args()
+    args = budget_parser("fewer timed steps", "minimal timings and training (tests that the script runs)").parse_args()
     data, model = Toy2D("moons"), build(jax.random.key(0))
     budget = 1000 if args.smoke else 2000 if args.quick else 20000
     timed = {1: min(budget, 200 if args.smoke else 2000), 100: budget, 1000: budget}

@@ -1,4 +1,4 @@
-"""The closed-form Gaussian Schrödinger bridge against the spec's oracles (float64)."""
+"""The closed-form Gaussian Schrödinger bridge against its oracles (Bunne et al., AISTATS 2023; float64)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,15 +7,7 @@ import pytest
 
 from genflow.bridges import GaussianBridge, monge_map_matrix
 
-
-def _spd(rng, d, scale=1.0):
-    m = rng.standard_normal((d, d))
-    return scale * (m @ m.T / d + 0.5 * np.eye(d))
-
-
-def _bridge(d=3, eps=0.7, seed=0):
-    rng = np.random.default_rng(seed)
-    return GaussianBridge(rng.standard_normal(d), _spd(rng, d), rng.standard_normal(d), _spd(rng, d, 2.0), eps)
+from ._gaussian import gaussian_bridge, spd
 
 
 def test_identity_eps_one_gives_golden_ratio_conjugate(x64):
@@ -27,7 +19,7 @@ def test_identity_eps_one_gives_golden_ratio_conjugate(x64):
 
 @pytest.mark.parametrize("eps", [0.1, 1.0, 10.0])
 def test_joint_precision_off_diagonal_is_minus_identity_over_eps(x64, eps):
-    gb = _bridge(eps=eps)
+    gb = gaussian_bridge(eps=eps)
     prec = np.linalg.inv(np.asarray(gb.joint_cov()))
     d = gb.dim
     np.testing.assert_allclose(prec[:d, d:], -np.eye(d) / eps, atol=1e-9 * max(1.0, 1 / eps))
@@ -36,7 +28,7 @@ def test_joint_precision_off_diagonal_is_minus_identity_over_eps(x64, eps):
 
 def test_eps_to_zero_gives_the_monge_map(x64):
     rng = np.random.default_rng(1)
-    A, B = _spd(rng, 4), _spd(rng, 4, 3.0)
+    A, B = spd(rng, 4), spd(rng, 4, 3.0)
     gb = GaussianBridge(np.zeros(4), A, np.ones(4), B, 1e-9)
     s = gb.conditional_map()
     np.testing.assert_allclose(s, monge_map_matrix(jnp.asarray(A), jnp.asarray(B)), atol=1e-7)
@@ -48,7 +40,7 @@ def test_eps_to_zero_gives_the_monge_map(x64):
 
 
 def test_conditional_covariance_equals_schur_complement(x64):
-    gb = _bridge(d=4, eps=0.3)
+    gb = gaussian_bridge(d=4, eps=0.3)
     c = np.asarray(gb.cross_cov())
     A, B = np.asarray(gb.A), np.asarray(gb.B)
     mean, cov = gb.conditional(np.asarray(gb.a) + 1.0)
@@ -57,7 +49,7 @@ def test_conditional_covariance_equals_schur_complement(x64):
 
 
 def test_marginals_match_the_endpoints_and_the_brownian_bridge(x64):
-    gb = _bridge()
+    gb = gaussian_bridge()
     for t, (m, s) in ((0.0, (gb.a, gb.A)), (1.0, (gb.b, gb.B))):
         mean, cov = gb.marginal(t)
         np.testing.assert_allclose(mean, m, atol=1e-14)
@@ -74,7 +66,7 @@ def test_marginals_match_the_endpoints_and_the_brownian_bridge(x64):
 
 @pytest.mark.parametrize("t", [0.0, 0.25, 0.6, 0.95])
 def test_drift_solves_the_lyapunov_equation(x64, t):
-    gb = _bridge(d=3, eps=0.5)
+    gb = gaussian_bridge(d=3, eps=0.5)
     m, _ = gb.drift_matrix(t)
     cov = np.asarray(gb.marginal(t)[1])
     h = 1e-5

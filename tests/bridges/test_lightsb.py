@@ -9,7 +9,6 @@ import pytest
 from genflow.bridges import (
     ExactConditional,
     ExactPaths,
-    GaussianBridge,
     LightSB,
     LightSBKL,
     LightSBMatching,
@@ -20,27 +19,19 @@ from genflow.distributions import Gaussian
 from genflow.solvers import EulerMaruyama
 from genflow.train import Trainer
 
-
-def _spd(rng, d, scale=1.0):
-    m = rng.standard_normal((d, d))
-    return scale * (m @ m.T / d + 0.5 * np.eye(d))
-
-
-def _gaussian_bridge(d=3, eps=0.7, seed=0):
-    rng = np.random.default_rng(seed)
-    return GaussianBridge(rng.standard_normal(d), _spd(rng, d), rng.standard_normal(d), _spd(rng, d, 2.0), eps)
+from ._gaussian import gaussian_bridge, spd
 
 
 def _random_lightsb(diagonal, d=3, k=4, eps=0.5, seed=0, **kwargs):
     rng = np.random.default_rng(seed)
-    s = np.stack([_spd(rng, d, 0.5) for _ in range(k)])
+    s = np.stack([spd(rng, d, 0.5) for _ in range(k)])
     pot = MixturePotential.from_params(rng.standard_normal(k), 2 * rng.standard_normal((k, d)), s, diagonal=diagonal)
     return LightSB(pot, eps=eps, **kwargs)
 
 
 @pytest.mark.parametrize("eps", [pytest.param(0.1, marks=pytest.mark.slow), 1.0])
 def test_single_full_component_is_the_gaussian_bridge(x64, eps):
-    gb = _gaussian_bridge(eps=eps)
+    gb = gaussian_bridge(eps=eps)
     sb = LightSB.from_gaussian_bridge(gb)
     x0 = jax.random.normal(jax.random.key(0), (5, 3))
     log_w, means, covs = sb.conditional_params(x0)
@@ -101,7 +92,7 @@ def test_drift_is_eps_grad_log_h(x64, diagonal):
 
 @pytest.mark.slow  # statistical (tens of thousands of samples)
 def test_exact_paths_have_the_exact_marginals(x64):
-    gb = _gaussian_bridge(d=2, eps=0.5)
+    gb = gaussian_bridge(d=2, eps=0.5)
     sb = LightSB.from_gaussian_bridge(gb, sampler=ExactPaths(num_steps=4))
     x0 = gb.sample_plan(jax.random.key(3), 40_000)[0]
     sol = sb.solve(jax.random.key(4), 40_000, x0=x0, save_trajectory=True)
@@ -114,7 +105,7 @@ def test_exact_paths_have_the_exact_marginals(x64):
 
 @pytest.mark.slow  # statistical (tens of thousands of samples)
 def test_exact_marginal_sampler(x64):
-    gb = _gaussian_bridge(d=2, eps=0.5)
+    gb = gaussian_bridge(d=2, eps=0.5)
     sb = LightSB.from_gaussian_bridge(gb)
     x0 = gb.sample_plan(jax.random.key(5), 50_000)[0]
     xt = sb.sample_marginal(jax.random.key(6), 0.35, x0)
@@ -126,7 +117,7 @@ def test_exact_marginal_sampler(x64):
 def test_euler_maruyama_converges_to_the_exact_marginal(x64):
     # Weak error of Euler–Maruyama is O(h): the endpoint covariance error must fall roughly like 1/n (measured:
     # 1.1, 0.31, 0.05 for n = 4, 16, 128, i.e. about 4.5/n) down to the sampling noise (~0.01 at 50k paths).
-    gb = _gaussian_bridge(d=2, eps=1.0, seed=3)
+    gb = gaussian_bridge(d=2, eps=1.0, seed=3)
     sb = LightSB.from_gaussian_bridge(gb)
     x0 = gb.sample_plan(jax.random.key(7), 50_000)[0]
     errors = []
@@ -154,7 +145,7 @@ def test_exact_conditional_sampler_moments(x64):
 def test_training_recovers_the_gaussian_conditional_covariance(objective):
     # N(a, A) -> N(b, B), eps = 1: K = 1 with full S trained with the shared Trainer must recover
     # eps A^{-1} C within 0.05 (entrywise) and the conditional mean map within 0.1.
-    gb = _gaussian_bridge(d=2, eps=1.0, seed=4)
+    gb = gaussian_bridge(d=2, eps=1.0, seed=4)
     src, tgt = Gaussian(gb.a, gb.A), Gaussian(gb.b, gb.B)
     pot = MixturePotential(2, 1, diagonal=False, s_init=1.0, init_data=tgt, key=jax.random.key(0))
     model = LightSB(pot, eps=1.0, base=src, objective=objective)

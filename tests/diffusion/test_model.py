@@ -216,7 +216,7 @@ def test_guidance_through_the_model(x64):
 def test_conditional_training_with_label_dropout():
     net = MLP(2, width=16, depth=1, emb_dim=16, num_classes=3, key=jax.random.key(0))
     model = DiffusionModel(net, (2,), cond_drop_prob=0.2)
-    assert model.null_label == 3  # taken from the network's embedding
+    assert model.condition_dropout.null_label == 3  # taken from the network's embedding
     batch = {"x": jax.random.normal(jax.random.key(1), (16, 2)), "cond": jnp.arange(16) % 3}
     loss, grads = eqx.filter_value_and_grad(lambda m: m.loss(jax.random.key(2), batch))(model)
     assert np.isfinite(float(loss))

@@ -10,27 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genflow.diffusion import (
-    DDIM,
-    Ancestral,
-    AncestralPredictor,
-    BetaVariance,
-    DiscreteSchedule,
-    EDMGrid,
-    LangevinCorrector,
-    LinearBetas,
-    NoPredictor,
-    PredictorCorrector,
-    ProbabilityFlow,
-    ReverseSDE,
-    SigmaVariable,
-    TimeVariable,
-    Uniform,
-    VESchedule,
-    VPSchedule,
-    gaussian_posterior,
-    make_sampler,
-)
+from genflow import diffusion as gd
 from genflow.metrics import energy_distance
 from genflow.nn import guided as cfg_guided
 from genflow.solvers import RK4, DiffraxODE, DiffraxSDE, Euler, EulerMaruyama, Heun, StochasticHeun
@@ -44,13 +24,13 @@ N = 4000
 N_ED, ED_MAX = 2000, 1.5e-2
 
 SAMPLERS = {
-    "ddpm_respaced": (lambda: DiscreteSchedule(1000), lambda: Ancestral(250)),
-    "ddim": (VPSchedule, lambda: DDIM(50)),
-    "reverse_sde_em": (VPSchedule, lambda: ReverseSDE(EulerMaruyama(500))),
-    "pc_langevin_ve": (VESchedule, lambda: PredictorCorrector(250, corrector=LangevinCorrector(snr=0.16))),
-    "pf_euler": (VPSchedule, lambda: ProbabilityFlow(Euler(100), grid=Uniform(), variable=TimeVariable())),
-    "pf_heun_edm": (VPSchedule, lambda: ProbabilityFlow(Heun(20))),
-    "pf_tsit5": (VPSchedule, lambda: ProbabilityFlow(DiffraxODE(diffrax.Tsit5(), rtol=1e-5, atol=1e-5))),
+    "ddpm_respaced": (lambda: gd.DiscreteSchedule(1000), lambda: gd.Ancestral(250)),
+    "ddim": (gd.VPSchedule, lambda: gd.DDIM(50)),
+    "reverse_sde_em": (gd.VPSchedule, lambda: gd.ReverseSDE(EulerMaruyama(500))),
+    "pc_langevin_ve": (gd.VESchedule, lambda: gd.PredictorCorrector(250, corrector=gd.LangevinCorrector(snr=0.16))),
+    "pf_euler": (gd.VPSchedule, lambda: gd.ProbabilityFlow(Euler(100), grid=gd.Uniform(), variable=gd.TimeVariable())),
+    "pf_heun_edm": (gd.VPSchedule, lambda: gd.ProbabilityFlow(Heun(20))),
+    "pf_tsit5": (gd.VPSchedule, lambda: gd.ProbabilityFlow(DiffraxODE(diffrax.Tsit5(), rtol=1e-5, atol=1e-5))),
 }
 
 
@@ -124,20 +104,20 @@ def _gaussian_oracle(schedule):
 
 def test_convergence_orders(x64):
     """Error at t_min against the exact flow map over a step sweep: DDIM and Euler ~ 1, Heun (EDM grid) ~ 2."""
-    schedule = VPSchedule()
+    schedule = gd.VPSchedule()
     score, flow, denoised = _gaussian_oracle(schedule)
     x_T = jnp.linspace(-2.0, 2.0, 9)[:, None]
     exact = flow(x_T, schedule.t_max, schedule.t_min)
     steps = np.array([16, 32, 64, 128, 256])
     cases = {
         # DDIM ends on x0_hat at t_min, which is affine in x: compare with the exact path's x0_hat.
-        "ddim": (1, lambda n: DDIM(n + 1), denoised(schedule.t_min, exact)),
+        "ddim": (1, lambda n: gd.DDIM(n + 1), denoised(schedule.t_min, exact)),
         "euler": (
             1,
-            lambda n: ProbabilityFlow(Euler(n), grid=Uniform(), variable=TimeVariable(), denoise_final=False),
+            lambda n: gd.ProbabilityFlow(Euler(n), grid=gd.Uniform(), variable=gd.TimeVariable(), denoise_final=False),
             exact,
         ),
-        "heun_edm": (2, lambda n: ProbabilityFlow(Heun(n), grid=EDMGrid(), denoise_final=False), exact),
+        "heun_edm": (2, lambda n: gd.ProbabilityFlow(Heun(n), grid=gd.EDMGrid(), denoise_final=False), exact),
     }
 
     @jax.jit
@@ -155,14 +135,14 @@ def test_convergence_orders(x64):
 
 
 def test_ddim_is_euler_in_edm_variables_and_ancestral_at_eta_one(x64):
-    schedule = VPSchedule()
+    schedule = gd.VPSchedule()
     score = gmm_score(schedule)
     x_T = jax.random.normal(jax.random.key(0), (64, 2))
     samplers = [
-        DDIM(20),
-        ProbabilityFlow(Euler(19), grid=Uniform(), variable=SigmaVariable()),
-        DDIM(20, eta=1.0),
-        Ancestral(20),
+        gd.DDIM(20),
+        gd.ProbabilityFlow(Euler(19), grid=gd.Uniform(), variable=gd.SigmaVariable()),
+        gd.DDIM(20, eta=1.0),
+        gd.Ancestral(20),
     ]
     run = lambda: [s.sample(score, schedule, x_T, key=jax.random.key(1)).y for s in samplers]
     ddim, euler, ddim1, ancestral = eqx.filter_jit(run)()
@@ -171,12 +151,12 @@ def test_ddim_is_euler_in_edm_variables_and_ancestral_at_eta_one(x64):
 
 
 def test_posterior_is_ho_et_al_eq_7(x64):
-    schedule = DiscreteSchedule(100)
+    schedule = gd.DiscreteSchedule(100)
     alphabar = np.concatenate([[1.0], np.asarray(schedule.alphas_cumprod)])
     betas = np.asarray(schedule.betas)
     n = np.array([1, 2, 37, 100])
     x_t, x0 = np.array([0.7, -1.2, 0.1, 2.0]), np.array([-0.3, 0.4, 1.5, -2.0])
-    mean, var = eqx.filter_jit(gaussian_posterior)(schedule, n / 100, (n - 1) / 100, x_t, x0)
+    mean, var = eqx.filter_jit(gd.gaussian_posterior)(schedule, n / 100, (n - 1) / 100, x_t, x0)
     ab_t, ab_s, beta = alphabar[n], alphabar[n - 1], betas[n - 1]
     want_mean = np.sqrt(ab_s) * beta / (1 - ab_t) * x0 + np.sqrt(1 - beta) * (1 - ab_s) / (1 - ab_t) * x_t
     # absolute: at n=2 two O(1) terms cancel to 1e-3, so both sides round at 1e-16 times the terms' size
@@ -188,11 +168,11 @@ def test_posterior_is_ho_et_al_eq_7(x64):
 def test_ancestral_on_the_discrete_chain_is_ho_et_al_algorithm_2(x64):
     """Respaced DDPM (10 of the 40 steps of a chain, evenly spaced from n=40 to n=1), written out as in Ho et al.
     (2020) with the same noise."""
-    schedule = DiscreteSchedule(40, LinearBetas(beta_end=0.2))
+    schedule = gd.DiscreteSchedule(40, gd.LinearBetas(beta_end=0.2))
     score = jax.jit(gmm_score(schedule))
     x_T = jax.random.normal(jax.random.key(3), (16, 2))
     key = jax.random.key(4)
-    got = eqx.filter_jit(Ancestral(10).sample)(score, schedule, x_T, key=key).y
+    got = eqx.filter_jit(gd.Ancestral(10).sample)(score, schedule, x_T, key=key).y
     alphabar = np.concatenate([[1.0], np.asarray(schedule.alphas_cumprod)])
     steps = np.round(np.linspace(40, 1, 10)).astype(int)  # n = 40, 36, 31, ..., 5, 1, then the clean state
     z = jax.jit(jax.vmap(lambda k: jax.random.normal(k, x_T.shape)))(jax.random.split(key, 10))
@@ -209,24 +189,24 @@ def test_ancestral_on_the_discrete_chain_is_ho_et_al_algorithm_2(x64):
 
 
 def test_nfe_and_trajectories(x64):
-    schedule = VPSchedule()
+    schedule = gd.VPSchedule()
     score = gmm_score(schedule)
     x_T = jnp.zeros((3, 2))
     cases = [
-        (Ancestral(7), 7, 8),
-        (DDIM(7), 7, 8),
-        (ReverseSDE(EulerMaruyama(7)), 8, 9),
-        (ReverseSDE(StochasticHeun(7), denoise_final=False), 14, 8),
-        (PredictorCorrector(7, corrector=LangevinCorrector(num_steps=2)), 22, 9),
+        (gd.Ancestral(7), 7, 8),
+        (gd.DDIM(7), 7, 8),
+        (gd.ReverseSDE(EulerMaruyama(7)), 8, 9),
+        (gd.ReverseSDE(StochasticHeun(7), denoise_final=False), 14, 8),
+        (gd.PredictorCorrector(7, corrector=gd.LangevinCorrector(num_steps=2)), 22, 9),
         (
-            PredictorCorrector(
-                7, predictor=NoPredictor(), corrector=LangevinCorrector(num_steps=1), denoise_final=False
+            gd.PredictorCorrector(
+                7, predictor=gd.NoPredictor(), corrector=gd.LangevinCorrector(num_steps=1), denoise_final=False
             ),
             7,
             8,
         ),
-        (ProbabilityFlow(Heun(7)), 15, 9),
-        (ProbabilityFlow(RK4(7), variable=TimeVariable(), denoise_final=False), 28, 8),
+        (gd.ProbabilityFlow(Heun(7)), 15, 9),
+        (gd.ProbabilityFlow(RK4(7), variable=gd.TimeVariable(), denoise_final=False), 28, 8),
     ]
     for sampler, nfe, length in cases:
         # traced, not compiled: a fixed-step sampler's NFE is a static count
@@ -235,39 +215,39 @@ def test_nfe_and_trajectories(x64):
         )
         assert int(sol.nfe) == nfe, sampler
         assert sol.ys.shape == (length, 3, 2), sampler
-    sol = eqx.filter_jit(ProbabilityFlow(Heun(4)).sample)(score, schedule, x_T, key=None, save_trajectory=True)
+    sol = eqx.filter_jit(gd.ProbabilityFlow(Heun(4)).sample)(score, schedule, x_T, key=None, save_trajectory=True)
     np.testing.assert_allclose(sol.ys[-1], sol.y)
     np.testing.assert_allclose(sol.ys[0], x_T)
 
 
 def test_plain_solvers_become_diffusion_samplers():
-    assert isinstance(make_sampler(Heun(num_steps=5)), ProbabilityFlow)
-    assert isinstance(make_sampler(EulerMaruyama(num_steps=5)), ReverseSDE)
+    assert isinstance(gd.make_sampler(Heun(num_steps=5)), gd.ProbabilityFlow)
+    assert isinstance(gd.make_sampler(EulerMaruyama(num_steps=5)), gd.ReverseSDE)
     with pytest.raises(ValueError, match="sampler=.*is invalid"):
-        make_sampler("heun")
+        gd.make_sampler("heun")
     with pytest.raises(ValueError, match="solver='rk45' is invalid; allowed: an ODE solver module"):
-        ProbabilityFlow("rk45")
+        gd.ProbabilityFlow("rk45")
     with pytest.raises(ValueError, match="solver=Heun.* is invalid; allowed: an SDE solver module"):
-        ReverseSDE(Heun(5))
+        gd.ReverseSDE(Heun(5))
     with pytest.raises(ValueError, match="grid='cosine' is invalid; allowed: a time grid module"):
-        DDIM(10, grid="cosine")
+        gd.DDIM(10, grid="cosine")
     with pytest.raises(ValueError, match="rho=0.0 is invalid"):
-        EDMGrid(rho=0.0)
+        gd.EDMGrid(rho=0.0)
     with pytest.raises(ValueError, match="variance='small' is invalid; allowed: a reverse-variance module"):
-        Ancestral(10, variance="small")
+        gd.Ancestral(10, variance="small")
     with pytest.raises(ValueError, match="predictor='langevin' is invalid; allowed: a predictor module"):
-        PredictorCorrector(10, predictor="langevin")
+        gd.PredictorCorrector(10, predictor="langevin")
     with pytest.raises(ValueError, match="variable='t' is invalid"):
-        ProbabilityFlow(Heun(5), variable="t")
+        gd.ProbabilityFlow(Heun(5), variable="t")
     with pytest.raises(ValueError, match="corrector=.* NoPredictor"):
-        PredictorCorrector(10, predictor=NoPredictor(), corrector=LangevinCorrector(num_steps=0))
-    assert isinstance(Ancestral(10, variance=BetaVariance()).variance, BetaVariance)
+        gd.PredictorCorrector(10, predictor=gd.NoPredictor(), corrector=gd.LangevinCorrector(num_steps=0))
+    assert isinstance(gd.Ancestral(10, variance=gd.BetaVariance()).variance, gd.BetaVariance)
 
 
 @pytest.mark.slow  # diffrax's SDE solvers take a while to compile
 def test_reverse_sde_with_adaptive_diffrax_reproduces_the_gmm(x64, reference):
-    schedule = VPSchedule()
-    sampler = ReverseSDE(DiffraxSDE(diffrax.ShARK(), num_steps=100, rtol=1e-3, atol=1e-3))
+    schedule = gd.VPSchedule()
+    sampler = gd.ReverseSDE(DiffraxSDE(diffrax.ShARK(), num_steps=100, rtol=1e-3, atol=1e-3))
     x_T = jax.random.normal(jax.random.key(1), (N, 2))
     sol = eqx.filter_jit(sampler.sample)(gmm_score(schedule), schedule, x_T, key=jax.random.key(2))
     assert int(sol.nfe) > 0
@@ -276,7 +256,7 @@ def test_reverse_sde_with_adaptive_diffrax_reproduces_the_gmm(x64, reference):
 
 def test_classifier_free_guidance_limits(x64):
     """GMM components as classes: w=0 is the unconditional (mixture) score, w=1 the class's own."""
-    schedule = VPSchedule()
+    schedule = gd.VPSchedule()
     uncond, cond = gmm_score(schedule), component_score(schedule, 1)
     x = jax.random.normal(jax.random.key(0), (10, 2)) * 2
     t = jnp.array([0.05, 0.5, 0.9])[:, None, None]
@@ -300,7 +280,7 @@ def test_classifier_free_guidance_limits(x64):
 
 
 def test_no_recompilation_across_calls(x64):
-    schedule = VPSchedule()
+    schedule = gd.VPSchedule()
     score = gmm_score(schedule)
 
     @eqx.filter_jit
@@ -310,4 +290,4 @@ def test_no_recompilation_across_calls(x64):
 
     for i in range(3):
         # rebuilt each call: equal static fields hash equal, so the compiled program is reused
-        draw(PredictorCorrector(5, predictor=AncestralPredictor()), jax.random.key(i), jnp.ones((4, 2)) * i)
+        draw(gd.PredictorCorrector(5, predictor=gd.AncestralPredictor()), jax.random.key(i), jnp.ones((4, 2)) * i)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genflow.nn import MLP, drop_condition, guided, null_condition
+from genflow.nn import MLP, ConditionDropout, drop_condition, guided, null_condition
 
 
 def test_null_condition_is_the_null_label_for_labels_and_zeros_otherwise():
@@ -64,3 +64,13 @@ def test_null_label_in_a_batch_equals_the_cond_none_embedding():
     net = MLP(2, width=16, depth=2, num_classes=3, key=jax.random.key(0))
     x = jnp.array([0.3, -0.2])
     np.testing.assert_allclose(net(0.4, x, jnp.array(3)), net(0.4, x, None), atol=1e-6)
+
+
+def test_condition_dropout_module_is_drop_condition_and_checks_its_rate():
+    labels = jnp.arange(100) % 10
+    dropout = ConditionDropout(0.2, null_label=10)
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(dropout(key, labels), drop_condition(key, labels, 0.2, null_label=10))
+    assert ConditionDropout()(key, labels) is labels
+    with pytest.raises(ValueError, match=r"prob=1.0 is invalid: must lie in \[0, 1\)"):
+        ConditionDropout(1.0)

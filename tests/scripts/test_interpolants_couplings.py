@@ -1,23 +1,14 @@
 """scripts/figures/interpolants_couplings.py: a QUICK run end to end (slow), and its corrupted-input view (fast)."""
 
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from ._scripts import load_script
+from ._scripts import load_figure
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts/figures/interpolants_couplings.py"
-
-
-def _load():
-    return load_script(SCRIPT)
-
-
-ic = _load()
+ic = load_figure("interpolants_couplings")
 
 
 def test_coupled_pairs_are_cheaper_to_transport_than_independent_ones():

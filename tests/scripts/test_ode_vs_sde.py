@@ -1,11 +1,6 @@
 """scripts/figures/ode_vs_sde.py: its likelihood helpers on the exact fields (fast), its agreement with the Hydra
 experiment (fast and slow), and a QUICK run end to end (slow)."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,17 +10,9 @@ from hydra.utils import instantiate
 
 from genflow.solvers import RK4, EulerMaruyama
 
-from ._scripts import load_script
+from ._scripts import ROOT, load_figure, run_quick
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts/figures/ode_vs_sde.py"
-
-
-def _load():
-    return load_script(SCRIPT)
-
-
-ovs = _load()
+ovs = load_figure("ode_vs_sde")
 
 
 def _compose(*overrides):
@@ -110,8 +97,7 @@ def test_script_and_cli_train_the_same_model(tmp_path):
 
 @pytest.mark.slow  # trains a tiny model and sweeps eps for both field sets: about a minute on 2 CPU cores
 def test_quick_run_writes_numbers_and_figures(tmp_path):
-    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)], check=True, timeout=900)
-    numbers = json.loads((tmp_path / "numbers.json").read_text())
+    numbers = run_quick("ode_vs_sde", tmp_path, 900)
     cfg = ovs.QUICK
     assert numbers["config"]["quick"] is True
     n_methods = 2 + sum(e > 0 for e in cfg["eps"])  # ODE Euler, ODE Heun, one SDE per eps > 0
