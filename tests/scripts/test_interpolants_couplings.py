@@ -1,23 +1,16 @@
 """scripts/figures/interpolants_couplings.py: a QUICK run end to end (slow), and its corrupted-input view (fast)."""
 
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from ._scripts import load_script
+from experiments.compose import compose
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts/figures/interpolants_couplings.py"
+from ._scripts import load_figure
 
-
-def _load():
-    return load_script(SCRIPT)
-
-
-ic = _load()
+ic = load_figure("interpolants_couplings")
 
 
 def test_coupled_pairs_are_cheaper_to_transport_than_independent_ones():
@@ -43,12 +36,13 @@ def test_coupled_pairs_are_cheaper_to_transport_than_independent_ones():
 @pytest.mark.slow
 def test_quick_run_writes_figures_and_numbers(tmp_path):
     results = ic.main(["--quick", "--out", str(tmp_path)])
+    quick = compose(ic.EXPERIMENT, quick=True)  # configs/debug/interpolants_couplings.yaml
     saved = json.loads((tmp_path / "numbers.json").read_text())
     for task in ic.TASKS:
         assert (tmp_path / f"grid_{task}.png").exists()
         for kind in ("coupled", "independent"):
             sweep = saved[task][kind]["sweep"]
-            assert [s["nfe"] for s in sweep] == [2 * s for s in ic.QUICK["heun_steps"]]
+            assert [s["nfe"] for s in sweep] == [2 * s for s in quick.figure.heun_steps]
             assert all(np.isfinite(s["mse_to_truth"]) for s in sweep)
         assert saved[task]["coupled"]["pair_cost"] < saved[task]["independent"]["pair_cost"]
-    assert (tmp_path / "quality_vs_nfe.png").exists() and results["settings"] == ic.QUICK
+    assert (tmp_path / "quality_vs_nfe.png").exists() and results["settings"] == ic.settings(quick)
