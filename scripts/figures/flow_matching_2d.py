@@ -3,7 +3,8 @@
     python scripts/figures/flow_matching_2d.py [--out scripts/figures/results/flow_matching_2d]
 
 Trains ``experiment=fm_8gaussians_moons`` through the command line, evaluates it against fresh data, samples it
-with several ODE solvers, and writes samples.png, trajectories.png, nfe_sweep.png and numbers.json into --out.
+with several ODE solvers (the experiment's ``figure.sweep``), and writes samples.png, trajectories.png,
+nfe_sweep.png and numbers.json into --out.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import jax
 import matplotlib
 import numpy as np
 
-from genflow.data import Toy2D
+from experiments._common import build_data
+from experiments.compose import compose
 from genflow.metrics import energy_distance, w2_exact
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = "fm_8gaussians_moons"  # its figure.* node holds the evaluation settings
 
 
 def cli(script: str, *args: str) -> str:
@@ -46,43 +49,37 @@ def cli(script: str, *args: str) -> str:
 def main() -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, default=ROOT / "scripts/figures/results/flow_matching_2d")
-    p.add_argument("--num-steps", type=int, default=4000)
+    p.add_argument("--num-steps", type=int, help="training steps (default: the experiment's train.num_steps)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    cfg = compose(EXPERIMENT, [] if args.num_steps is None else [f"train.num_steps={args.num_steps}"])
+    fig, num = cfg.figure, str(cfg.figure.num_samples)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         cli(
             "train.py",
-            "experiment=fm_8gaussians_moons",
-            f"train.num_steps={args.num_steps}",
+            f"experiment={EXPERIMENT}",
+            f"train.num_steps={cfg.train.num_steps}",
             "train.progress=false",
             f"hydra.run.dir={run}",
         )
-        metrics = json.loads(cli("evaluate.py", str(run), "--num", "2000", "--nll-num", "0"))
+        metrics = json.loads(cli("evaluate.py", str(run), "--num", num, "--nll-num", "0"))
         sweep = []
-        for sampler, steps in [
-            ("euler", 2),
-            ("euler", 5),
-            ("euler", 10),
-            ("euler", 100),
-            ("heun", 5),
-            ("rk4", 5),
-            ("tsit5", None),
-        ]:
+        for sampler, steps in ((s.sampler, s.steps) for s in fig.sweep):
             extra = ["--steps", str(steps)] if steps else []
-            info = json.loads(cli("sample.py", str(run), "--num", "2000", "--sampler", sampler, *extra))
-            sweep.append({"sampler": sampler, "steps": steps, "nfe": info["nfe"], **_score(run)})
+            info = json.loads(cli("sample.py", str(run), "--num", num, "--sampler", sampler, *extra))
+            sweep.append({"sampler": sampler, "steps": steps, "nfe": info["nfe"], **_score(run, cfg)})
         for name in ("samples.png", "trajectories.png"):
             shutil.copy(run / "figures" / name, args.out / name)
         log = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    floor_x, floor_ref = (np.asarray(Toy2D("moons").sample(jax.random.key(k), 1000)) for k in (12, 11))
+    floor_x, floor_ref = (_moons(cfg, seed, fig.num_scored) for seed in (fig.floor_seed, fig.ref_seed))
     floor = {
         "energy_distance": float(energy_distance(floor_x, floor_ref)),
         "w2_exact": float(w2_exact(floor_x, floor_ref)),
     }
     numbers = {
-        "experiment": "fm_8gaussians_moons",
-        "num_steps": args.num_steps,
+        "experiment": EXPERIMENT,
+        "num_steps": cfg.train.num_steps,
         "eval_ema_euler100": metrics,
         "data_vs_data_floor_1000": floor,
         "nfe_sweep": sweep,
@@ -95,11 +92,17 @@ def main() -> dict:
     return numbers
 
 
-def _score(run: Path) -> dict:
-    """Score the samples sample.py just wrote against fresh moons."""
+def _moons(cfg, seed: int, num: int) -> np.ndarray:
+    """``num`` fresh points of the experiment's data (moons)."""
+    return np.asarray(build_data(cfg).sample(jax.random.key(seed), num))
+
+
+def _score(run: Path, cfg) -> dict:
+    """Score the samples sample.py just wrote against fresh moons (the experiment's data)."""
     x = np.load(run / "samples" / "samples.npy")
-    ref = np.asarray(Toy2D("moons").sample(jax.random.key(11), x.shape[0]))
-    x, ref = x[:1000], ref[:1000]  # the same size as the data-vs-data floor: both statistics are biased in 1/n
+    ref = _moons(cfg, cfg.figure.ref_seed, x.shape[0])
+    n = cfg.figure.num_scored  # the same size as the data-vs-data floor: both statistics are biased in 1/n
+    x, ref = x[:n], ref[:n]
     return {"energy_distance": float(energy_distance(x, ref)), "w2_exact": float(w2_exact(x, ref))}
 
 

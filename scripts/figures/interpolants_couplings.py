@@ -29,60 +29,52 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import optax
+from omegaconf import DictConfig
 
-from genflow.couplings import InpaintingCoupling, SuperResolutionCoupling
+from experiments._common import build_data, build_net, build_sampler, build_trainer, instantiate_at
+from experiments.compose import compose
 from genflow.data import Digits
-from genflow.interpolants import LinearInterpolant, NoGamma, StochasticInterpolant
+from genflow.interpolants import StochasticInterpolant
 from genflow.metrics import digits_accuracy, digits_feature_mmd, load_digits_classifier, mmd
-from genflow.nn import UNet
 from genflow.solvers import Heun
-from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-# Two unrolled steps per jit call: unrolled chunks compile in proportion to their length (minutes for 10 UNet steps
-# on a loaded 2-core machine), and at ~0.2 s per step the per-call dispatch is negligible.
-FULL = dict(num_steps=1000, batch_size=64, steps_per_call=2, heun_steps=(1, 2, 4, 8, 16), lr=2e-3)
-QUICK = dict(FULL, num_steps=4, batch_size=16, heun_steps=(1, 2))
+# The models, the training run and the Heun sweep: configs/experiment/interpolants_couplings.yaml; --quick adds
+# configs/debug/interpolants_couplings.yaml.
+EXPERIMENT = "interpolants_couplings"
 TASKS = ("inpainting", "superres")
 
 
+def task_config(task: str, coupled: bool, quick: bool = False) -> DictConfig:
+    """The experiment composed with ``figure.tasks.<task>`` (and ``figure.baseline`` for the independent model)."""
+    figure = compose(EXPERIMENT, quick=quick).figure
+    return compose(EXPERIMENT, [*figure.tasks[task], *([] if coupled else figure.baseline)], quick=quick)
+
+
 def make_coupling(task: str, coupled: bool):
-    if task == "inpainting":
-        # with_image: the independent baseline's x0 carries no known pixels, so both models get them as channels.
-        return InpaintingCoupling(tile=2, keep_prob=0.5, sigma=1.0, coupled=coupled, with_image=True)
-    return SuperResolutionCoupling(factor=2, sigma=0.1, coupled=coupled)
+    return instantiate_at(task_config(task, coupled), "model.coupling")
 
 
-def make_model(task: str, coupled: bool, key) -> StochasticInterpolant:
-    net = UNet(1, 1, 8, 32, (1, 2), 1, 128, cond_channels=2 if task == "inpainting" else 1, key=key)
-    return StochasticInterpolant(
-        net,
-        (1, 8, 8),
-        interpolant=LinearInterpolant(NoGamma()),
-        coupling=make_coupling(task, coupled),
-        sampler=Heun(num_steps=8),
-    )
+def make_model(cfg: DictConfig, data: Digits, key) -> StochasticInterpolant:
+    # The net takes the whole key (not build_model's split of it): the published numbers used this initialisation.
+    net = build_net(cfg, key)
+    return instantiate_at(cfg, "model", net=net, data_shape=tuple(data.event_shape), sampler=build_sampler(cfg))
 
 
-def train(model, settings: dict, key):
-    warmup = min(100, settings["num_steps"] // 2)
-    optimizer = optax.adam(
-        optax.warmup_cosine_decay_schedule(0.0, settings["lr"], warmup, decay_steps=settings["num_steps"])
-    )
-    trainer = Trainer(
-        optimizer,
-        num_steps=settings["num_steps"],
-        batch_size=settings["batch_size"],
-        steps_per_call=settings["steps_per_call"],
-        unroll=True,  # XLA:CPU runs kernel-gradient convolutions 10-50x slower inside a loop (jax-ml/jax#12868)
-        ema_decay=0.999,
-        progress=False,
-    )
-    return trainer.fit(model, Digits(split="train"), key=key).ema_model
+def settings(cfg: DictConfig) -> dict:
+    """What numbers.json records of the run: the training budget and the sweep."""
+    lr = cfg.optim._args_[0].learning_rate
+    t = cfg.train
+    return dict(num_steps=t.num_steps, batch_size=t.batch_size, steps_per_call=t.steps_per_call,
+                heun_steps=list(cfg.figure.heun_steps), lr=lr.peak_value)  # fmt: skip
+
+
+def train(cfg: DictConfig, k_init, k_train):
+    data = build_data(cfg)
+    return build_trainer(cfg, run_dir=None).fit(make_model(cfg, data, k_init), data, key=k_train).ema_model
 
 
 def fill_mask(task: str, cond):
@@ -90,7 +82,7 @@ def fill_mask(task: str, cond):
     return 1.0 - cond[:, :1] if task == "inpainting" else jnp.ones_like(cond[:, :1])
 
 
-def evaluate(task: str, model, test: Digits, settings: dict, key) -> dict:
+def evaluate(task: str, model, test: Digits, heun_steps, key) -> dict:
     truth, labels = test.images, test.labels
     n = truth.shape[0]
     k0, kc, ks = jax.random.split(key, 3)
@@ -103,7 +95,7 @@ def evaluate(task: str, model, test: Digits, settings: dict, key) -> dict:
         "sweep": [],
     }
     samples = {}
-    for steps in settings["heun_steps"]:
+    for steps in heun_steps:
         start = time.perf_counter()
         sol = model.solve(ks, n, x0=x0, cond=cond, sampler=Heun(num_steps=steps))
         y = jax.block_until_ready(sol.y)
@@ -169,18 +161,19 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path, default=ROOT / "scripts/figures/results/interpolants_couplings")
     p.add_argument("--quick", action="store_true", help="a few training steps: checks the pipeline, not the claim")
     args = p.parse_args(argv)
-    settings = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
-    test = Digits(split="test", conditional=True)
-    results, start = {"settings": settings}, time.perf_counter()
+    cfg = compose(EXPERIMENT, quick=args.quick)
+    test = instantiate_at(cfg, "data", split="test", conditional=True)
+    results, start = {"settings": settings(cfg)}, time.perf_counter()
     for t, task in enumerate(TASKS):
         results[task], rows = {}, {}
         for kind in ("coupled", "independent"):
-            k_init, k_train, k_eval = jax.random.split(jax.random.fold_in(jax.random.key(0), t), 3)
+            task_cfg = task_config(task, kind == "coupled", args.quick)
+            k_init, k_train, k_eval = jax.random.split(jax.random.fold_in(jax.random.key(task_cfg.train.seed), t), 3)
             t0 = time.perf_counter()
-            model = train(make_model(task, kind == "coupled", k_init), settings, k_train)
+            model = train(task_cfg, k_init, k_train)
             train_seconds = time.perf_counter() - t0
-            out, samples, x0, cond = evaluate(task, model, test, settings, k_eval)
+            out, samples, x0, cond = evaluate(task, model, test, task_cfg.figure.heun_steps, k_eval)
             results[task][kind] = {**out, "train_seconds": round(train_seconds, 1)}
             rows.setdefault("input", corrupted_view(task, x0, cond))
             rows[f"{kind}\nNFE {2 * max(samples)}"] = samples[max(samples)]

@@ -40,7 +40,10 @@ import matplotlib
 import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from omegaconf import OmegaConf
 
+from experiments._common import instantiate_at
+from experiments.compose import compose
 from genflow.data._binary_gmm import binary_gmm
 from genflow.interpolants import FlowMatching
 from genflow.nn import TimeTabulatedDAE, VelocityOutput
@@ -50,20 +53,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-FULL = {
-    "dim": 400,
-    "sigma": 0.5,
-    "ns": (8, 16, 32, 64, 128, 256, 512, 1024),
-    "num_seeds": 5,
-    "num_times": 100,  # the paper's code: 100 Euler steps, one DAE per step
-    "train_steps": 1000,  # converged: 1500 and 3000 steps gave the same errors to 3 digits (n = 8, 1024)
-    "lr": 0.04,  # the paper's code
-    "weight_decay": 0.1,  # the paper's code (L2 on w, coupled, as torch's Adam weight_decay)
-    "activation": jnp.sign,  # the paper's
-    "num_generated": 16384,
-}
-QUICK = FULL | {"dim": 100, "ns": (8, 32, 128), "num_seeds": 2, "num_times": 20, "train_steps": 300}
-QUICK |= {"num_generated": 2048}
+# The settings: figure.* of configs/experiment/limited_samples.yaml (--quick: configs/debug/limited_samples.yaml);
+# the DAE's nonlinearity is the experiment's net.activation.
+EXPERIMENT = "limited_samples"
+
+
+def settings(quick: bool = False) -> dict:
+    """The run's settings as a dict (static under jit): ``figure.*`` and the activation function."""
+    cfg = compose(EXPERIMENT, quick=quick)
+    out = OmegaConf.to_container(cfg.figure, resolve=True)
+    out["ns"] = tuple(out["ns"])
+    num_generated = out.pop("num_generated")  # after the activation, as numbers.json has always listed them
+    return {**out, "activation": instantiate_at(cfg, "net.activation"), "num_generated": num_generated}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=ROOT / "scripts/figures/results/limited_samples")
     p.add_argument("--quick", action="store_true", help="tiny settings, for the smoke test")
     args = p.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL)
+    cfg = settings(args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     mu = jnp.ones((cfg["dim"],))

@@ -43,15 +43,15 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import optax
 from jaxtyping import Array, Float, PRNGKeyArray
+from omegaconf import DictConfig, OmegaConf
 
+from experiments._common import build_model, build_trainer
+from experiments.compose import compose
 from genflow.distributions import GaussianMixture
 from genflow.interpolants import GaussianMixtureFields, LinearInterpolant, SqrtGamma, StochasticInterpolant
 from genflow.metrics import energy_distance, w2_exact
-from genflow.nn import MLP
 from genflow.solvers import RK4, AbstractODESolver, AbstractSDESolver, Euler, EulerMaruyama, Heun
-from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -65,34 +65,25 @@ RADIUS = 3.0
 STDS = (0.3, 0.5, 0.35, 0.45, 0.4, 0.3)
 T_MIN = 1e-3  # the model's default: the SDEs run on [t_min, 1 - t_min], where s = -eta / gamma is finite
 
-# Training: configs/experiment/ode_vs_sde.yaml with the default net (MLP 128 x 3), optim (Adam) and train groups.
-FULL = {
-    "seed": 0,
-    "train_steps": 4000,
-    "batch": 256,
-    "width": 128,
-    "depth": 3,
-    "emb_dim": 64,
-    "lr": 2e-3,
-    "final_lr_fraction": 0.05,
-    "grad_clip": 1.0,
-    "ema_decay": 0.999,
-    "eps": (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
-    "steps": (20, 100, 500),
-    "n_eval": 1000,  # samples per draw for the energy distance and W2, and the size of the fixed reference set
-    "quality_draws": 4,  # independent sample sets per (eps, steps): both metrics are noisy at this size
-    "n_like": 500,  # held-out points for the likelihood
-    "like_paths": 4,  # backward-SDE paths per held-out point
-    "ref_steps": 100,  # RK4 steps of the converged ODE likelihood
-    "loss_batch": 4096,  # per key (8 keys) for the final loss of the learned and the exact fields
-    "scatter_eps": (0.0, 0.25, 1.0, 4.0),
-    "scatter_steps": (20, 500),
-    "n_plot": 1000,
-}
-# One step count: QUICK's time is mostly compilation, one per (solver, model), so it checks the pipeline only.
-QUICK = FULL | {"train_steps": 200, "width": 32, "depth": 2, "eps": (0.0, 0.5, 2.0), "steps": (20,)}
-QUICK |= {"n_eval": 300, "quality_draws": 2, "n_like": 100, "like_paths": 2, "ref_steps": 20}
-QUICK |= {"scatter_eps": (0.0, 2.0), "scatter_steps": (20,), "n_plot": 300, "loss_batch": 1024}
+# Training: configs/experiment/ode_vs_sde.yaml, built as experiments/train.py builds it; the sweeps: its figure.*
+# node. --quick adds configs/debug/ode_vs_sde.yaml.
+EXPERIMENT = "ode_vs_sde"
+
+
+def compose_config(quick: bool = False, overrides: list[str] = ()) -> DictConfig:
+    return compose(EXPERIMENT, ["train.progress=false", *overrides], quick=quick)  # a batch job: no progress bar
+
+
+def settings(cfg: DictConfig) -> dict:
+    """The run's settings as numbers.json records them: the training run's, then ``figure.*``."""
+    t, net = cfg.train, cfg.net
+    clip, adam = cfg.optim._args_
+    lr = adam.learning_rate.peak_value
+    training = dict(seed=t.seed, train_steps=t.num_steps, batch=t.batch_size, width=net.width, depth=net.depth,
+                    emb_dim=net.emb_dim, lr=lr, final_lr_fraction=round(adam.learning_rate.end_value / lr, 12),
+                    grad_clip=clip.max_norm, ema_decay=t.ema_decay)  # fmt: skip
+    figure = OmegaConf.to_container(cfg.figure, resolve=True)
+    return training | {k: tuple(v) if isinstance(v, list) else v for k, v in figure.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -101,14 +92,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true", help="tiny settings, for the smoke test")
     p.add_argument("--train-steps", type=int)
     args = p.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL) | {"quick": args.quick}
-    if args.train_steps is not None:
-        cfg["train_steps"] = args.train_steps
+    steps = [] if args.train_steps is None else [f"train.num_steps={args.train_steps}"]
+    run_cfg = compose_config(args.quick, steps)
+    cfg = settings(run_cfg) | {"quick": args.quick}
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
     target = make_target()
-    learned, training = train(cfg, target)
+    learned, training = train(run_cfg, target)
     models = {"learned": learned, "exact": exact_model(target)}
     training["loss_exact_fields"] = eval_loss(models["exact"], target, cfg["loss_batch"])
     # L(b_hat, eta_hat) - L(b, eta) = E|b_hat - b|^2 / 2 + E|eta_hat - eta|^2 / 2: the learning error, in one number.
@@ -189,29 +180,18 @@ def exact_model(target: GaussianMixture) -> StochasticInterpolant:
     )
 
 
-def train(cfg: dict, target: GaussianMixture) -> tuple[StochasticInterpolant, dict]:
-    """Train b and eta with the keys experiments/train.py uses, so the CLI run of the experiment is the same model."""
-    k_model, k_train = jax.random.split(jax.random.key(cfg["seed"]))
-    k_net, k_aux = jax.random.split(k_model)
-    net = lambda k: MLP(2, cfg["width"], cfg["depth"], cfg["emb_dim"], key=k)
-    model = StochasticInterpolant(
-        net(k_net), (2,), denoiser_net=net(k_aux), interpolant=make_interpolant(), t_min=T_MIN
-    )
-    steps = cfg["train_steps"]
-    lr = cfg["lr"]
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, lr, warmup_steps=0, decay_steps=steps, end_value=cfg["final_lr_fraction"] * lr
-    )
-    optimizer = optax.chain(optax.clip_by_global_norm(cfg["grad_clip"]), optax.adam(schedule))
-    per_call = math.gcd(steps, 1000)
-    trainer = Trainer(
-        optimizer, steps, cfg["batch"], steps_per_call=per_call, ema_decay=cfg["ema_decay"], progress=False
-    )
+def train(cfg: DictConfig, target: GaussianMixture) -> tuple[StochasticInterpolant, dict]:
+    """Train b and eta as experiments/train.py does (its builders and keys): the CLI run of the experiment is the
+    same model."""
+    k_model, k_train = jax.random.split(jax.random.key(cfg.train.seed))
+    model = build_model(cfg, tuple(target.event_shape), k_model)
+    trainer = build_trainer(cfg, run_dir=None)
     t0 = time.perf_counter()
     state = trainer.fit(model, target, key=k_train)
     jax.block_until_ready(state.ema_model)
     seconds = time.perf_counter() - t0
-    return state.ema_model, {"loss_ema": eval_loss(state.ema_model, target, cfg["loss_batch"]), "seconds": seconds}
+    loss_batch = cfg.figure.loss_batch
+    return state.ema_model, {"loss_ema": eval_loss(state.ema_model, target, loss_batch), "seconds": seconds}
 
 
 def eval_loss(model: StochasticInterpolant, target: GaussianMixture, num: int = 4096, num_keys: int = 8) -> float:

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,8 @@ def load_figure(name: str):
 
 def run_quick(name: str, out: Path, timeout: float, *args: str, result: str = "numbers.json") -> dict:
     """Run ``scripts/figures/<name>.py --quick --out out [args]`` in a subprocess; return its ``result`` JSON."""
+    # This checkout's experiments package (the scripts import it), whatever the editable install points at.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     subprocess.run([sys.executable, str(FIGURES / f"{name}.py"), "--quick", "--out", str(out), *args], check=True,
-                   timeout=timeout)  # fmt: skip
+                   timeout=timeout, env=env)  # fmt: skip
     return json.loads((out / result).read_text())

@@ -6,6 +6,8 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.compose import compose
+
 from ._scripts import load_figure
 
 ic = load_figure("interpolants_couplings")
@@ -34,12 +36,13 @@ def test_coupled_pairs_are_cheaper_to_transport_than_independent_ones():
 @pytest.mark.slow
 def test_quick_run_writes_figures_and_numbers(tmp_path):
     results = ic.main(["--quick", "--out", str(tmp_path)])
+    quick = compose(ic.EXPERIMENT, quick=True)  # configs/debug/interpolants_couplings.yaml
     saved = json.loads((tmp_path / "numbers.json").read_text())
     for task in ic.TASKS:
         assert (tmp_path / f"grid_{task}.png").exists()
         for kind in ("coupled", "independent"):
             sweep = saved[task][kind]["sweep"]
-            assert [s["nfe"] for s in sweep] == [2 * s for s in ic.QUICK["heun_steps"]]
+            assert [s["nfe"] for s in sweep] == [2 * s for s in quick.figure.heun_steps]
             assert all(np.isfinite(s["mse_to_truth"]) for s in sweep)
         assert saved[task]["coupled"]["pair_cost"] < saved[task]["independent"]["pair_cost"]
-    assert (tmp_path / "quality_vs_nfe.png").exists() and results["settings"] == ic.QUICK
+    assert (tmp_path / "quality_vs_nfe.png").exists() and results["settings"] == ic.settings(quick)

@@ -44,7 +44,7 @@ def test_gram_form_of_the_risk_matches_the_network(activation):
 
 
 def test_tiny_training_lowers_every_per_time_risk():
-    cfg = ls.QUICK | {"num_times": 4, "train_steps": 60}
+    cfg = ls.settings(quick=True) | {"num_times": 4, "train_steps": 60}
     x1 = jax.random.normal(jax.random.key(3), (8, 16)) * 0.5 + 1.0
 
     @jax.jit
@@ -82,9 +82,10 @@ def test_binary_gmm_samples_are_fixed_and_centred_on_plus_minus_mu():
 @pytest.mark.slow  # trains 3 x 2 table DAEs and samples them: about a minute on 2 CPU cores
 def test_quick_run_writes_a_negative_slope(tmp_path):
     numbers = run_quick("limited_samples", tmp_path, 600)
+    quick = ls.settings(quick=True)  # configs/debug/limited_samples.yaml
     assert numbers["config"]["quick"] is True
-    assert [r["n"] for r in numbers["results"]] == list(ls.QUICK["ns"])
-    assert all(len(r["error"]) == ls.QUICK["num_seeds"] for r in numbers["results"])
+    assert [r["n"] for r in numbers["results"]] == list(quick["ns"])
+    assert all(len(r["error"]) == quick["num_seeds"] for r in numbers["results"])
     assert numbers["fit_log_error_vs_log_n"]["slope"] < 0
     assert numbers["wall_seconds"] > 0
     for name in ("error_vs_n.png", "dae_parameters.png"):

@@ -5,19 +5,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from experiments.compose import compose
 from genflow.solvers import RK4, EulerMaruyama
 
-from ._scripts import ROOT, load_figure, run_quick
+from ._scripts import load_figure, run_quick
 
 ovs = load_figure("ode_vs_sde")
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        return compose("config", overrides=["experiment=ode_vs_sde", *overrides])
+    return compose("ode_vs_sde", overrides)
 
 
 def test_exact_fields_likelihoods_match_the_mixture(x64):
@@ -57,7 +56,11 @@ def test_data_config_is_the_scripts_target():
 
 
 def test_experiment_config_has_the_scripts_training_settings():
-    cfg, full = _compose(), ovs.FULL
+    # The script reads its settings from the experiment (ovs.settings); these are the published run's.
+    cfg, full = _compose(), ovs.settings(ovs.compose_config())
+    published = {"train_steps": 4000, "batch": 256, "width": 128, "depth": 3, "emb_dim": 64}
+    assert {k: full[k] for k in published} == published
+    assert (full["lr"], full["final_lr_fraction"], full["grad_clip"], full["ema_decay"]) == (2e-3, 0.05, 1.0, 0.999)
     assert cfg.model._target_.endswith("StochasticInterpolant") and cfg.model.denoiser_net is not None
     assert cfg.model.interpolant.gamma._target_.endswith("SqrtGamma") and cfg.model.interpolant.gamma.a == 1.0
     assert cfg.model.t_min == ovs.T_MIN and cfg.model.base is None
@@ -83,7 +86,7 @@ def test_script_and_cli_train_the_same_model(tmp_path):
 
     cfg = _compose("train.num_steps=20", "train.progress=false", "eval.num_samples=64", "eval.num_trajectories=8")
     state = cli_train(cfg, tmp_path)
-    script_model, _ = ovs.train(ovs.FULL | {"train_steps": 20}, ovs.make_target())
+    script_model, _ = ovs.train(ovs.compose_config(overrides=["train.num_steps=20"]), ovs.make_target())
     cli_leaves = jax.tree_util.tree_leaves(state.ema_model.velocity_net) + jax.tree_util.tree_leaves(
         state.ema_model.denoiser_net
     )
@@ -98,7 +101,7 @@ def test_script_and_cli_train_the_same_model(tmp_path):
 @pytest.mark.slow  # trains a tiny model and sweeps eps for both field sets: about a minute on 2 CPU cores
 def test_quick_run_writes_numbers_and_figures(tmp_path):
     numbers = run_quick("ode_vs_sde", tmp_path, 900)
-    cfg = ovs.QUICK
+    cfg = ovs.settings(ovs.compose_config(quick=True))  # configs/debug/ode_vs_sde.yaml
     assert numbers["config"]["quick"] is True
     n_methods = 2 + sum(e > 0 for e in cfg["eps"])  # ODE Euler, ODE Heun, one SDE per eps > 0
     for table in ("quality", "likelihood"):
