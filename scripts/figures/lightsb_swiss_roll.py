@@ -2,58 +2,72 @@
 
     python scripts/figures/lightsb_swiss_roll.py [--out scripts/figures/results/lightsb_swiss_roll] [--quick]
 
-Paper settings: K=500, S init 0.1, Adam lr 1e-3, batch 128, 20k steps (``--steps``, default 20000; about 25 s per
-eps on two CPU cores). For each eps the figure shows unconditional samples against the data, exact conditional samples
-``x1 ~ pi(x1 | x0)`` from three fixed inputs, and discretisation-free trajectories (``ExactPaths``, exact
-posterior p(x1 | x_t)). numbers.json holds, per eps, the training time, the energy distance and sliced W2 of 2000
-samples to fresh data (with the data-vs-data floor) and the spread of each conditional.
+Paper settings, from the experiment config ``lightsb_swiss_roll`` (``--quick``: ``configs/debug/lightsb_swiss_roll``):
+K=500, S init 0.1, Adam lr 1e-3, batch 128, 20k steps (``--steps`` overrides ``train.num_steps``; about 25 s per
+eps on two CPU cores); the eps list is ``figure.eps``. For each eps the figure shows unconditional samples against
+the data, exact conditional samples ``x1 ~ pi(x1 | x0)`` from three fixed inputs, and discretisation-free
+trajectories (``ExactPaths``, exact posterior p(x1 | x_t)). numbers.json holds, per eps, the training time, the
+energy distance and sliced W2 of 2000 samples to fresh data (with the data-vs-data floor) and the spread of each
+conditional.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import matplotlib
+from omegaconf import DictConfig
+
+from experiments._common import build_data, build_net, build_trainer, instantiate_at
+from experiments.compose import compose
+from genflow.bridges import ExactPaths
+from genflow.data import Paired
+from genflow.metrics import energy_distance, sliced_w2
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bridges_common import train_lightsb  # noqa: E402
-
-from genflow.bridges import ExactPaths  # noqa: E402
-from genflow.data import Paired, Toy2D  # noqa: E402
-from genflow.distributions import StandardNormal  # noqa: E402
-from genflow.metrics import energy_distance, sliced_w2  # noqa: E402
-
 X0 = jnp.array([[-1.0, -1.0], [0.0, 1.0], [1.2, -0.3]])
+RUN = ["train.progress=false", "train.checkpoint_every=0"]  # a figure run: no progress bar, no run directory
+
+
+def train(cfg: DictConfig, target):
+    """LightSB of ``cfg`` trained on independent (source, target) pairs; returns it and its training time (s)."""
+    seed = cfg.train.seed
+    model = instantiate_at(cfg, "model", net=build_net(cfg, jax.random.key(seed)))
+    trainer = build_trainer(cfg, None)
+    t0 = time.perf_counter()
+    fitted = jax.block_until_ready(trainer.fit(model, Paired(model.base, target), key=jax.random.key(seed + 1)).model)
+    return fitted, time.perf_counter() - t0
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="scripts/figures/results/lightsb_swiss_roll")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--steps", type=int, help="train.num_steps (the experiment's 20000 by default)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = 500 if args.quick else args.steps
-    epss = (0.01, 0.1, 1.0)
-    src, tgt = StandardNormal((2,)), Toy2D("swissroll")
+    steps_override = [] if args.steps is None else [f"train.num_steps={args.steps}"]
+    cfg = compose("lightsb_swiss_roll", [*RUN, *steps_override], quick=args.quick)
+    steps, epss = cfg.train.num_steps, list(cfg.figure.eps)
+    tgt = build_data(cfg)
     ref, ref2 = tgt.sample(jax.random.key(10), 2000), tgt.sample(jax.random.key(11), 2000)
     floor = {
         "energy_distance": float(energy_distance(ref, ref2)),
         "sliced_w2": float(sliced_w2(jax.random.key(0), ref, ref2)),
     }
     fig, axes = plt.subplots(3, len(epss), figsize=(3.4 * len(epss), 10))
-    numbers = {"steps": steps, "K": 500, "s_init": 0.1, "lr": 1e-3, "data_floor": floor, "runs": []}
+    numbers = {"steps": steps, "K": cfg.net.num_components, "s_init": cfg.net.s_init,
+               "lr": cfg.optim.learning_rate.value, "data_floor": floor, "runs": []}  # fmt: skip
     for j, eps in enumerate(epss):
-        model, secs = train_lightsb(src, tgt, Paired(src, tgt), eps, k=500, s_init=0.1, lr=1e-3, steps=steps)
+        model, secs = train(compose("lightsb_swiss_roll", [*RUN, *steps_override, f"model.eps={eps}"], args.quick), tgt)
         x = model.sample(jax.random.key(1), 2000)
         conds = [model.sample_conditional(jax.random.key(2 + i), jnp.tile(X0[i], (300, 1))) for i in range(3)]
         paths = model.solve(jax.random.key(5), 12, sampler=ExactPaths(50), save_trajectory=True).ys

@@ -3,7 +3,7 @@ maps N, the x-marginal density against the truth, samples against a long HMC run
 
     python scripts/figures/mixflows.py [--out scripts/figures/results/mixflows] [--quick]
 
-Setup:
+Setup (the experiment config ``mixflows``, under ``figure``; ``--quick`` adds ``configs/debug/mixflows.yaml``):
 
 - Targets (all normalised, so ELBO <= 0 and -ELBO is the KL on the extended space): ``Banana(b=0.1, sigma=2)``,
   ``Cross2D()`` and ``NealFunnel(dim=2)``. Reference ``q0 = N(0, I)`` on x, Laplace momentum, ``u ~ U[0, 1)``.
@@ -32,53 +32,38 @@ References:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from _flows_common import figure_parser, save_figure, write_numbers
+from omegaconf import DictConfig, OmegaConf
 
-from genflow.distributions import Banana, Cross2D, NealFunnel, StandardNormal
-from genflow.flows import AnnealedEnergy, HMCLayer, MixFlow, UncorrectedHamiltonianMap, tune_mixflow  # noqa: E402
-from genflow.metrics import energy_distance  # noqa: E402
+from experiments._common import instantiate_at
+from experiments.compose import compose
+from genflow.distributions import StandardNormal
+from genflow.flows import AnnealedEnergy, HMCLayer, MixFlow, UncorrectedHamiltonianMap, tune_mixflow
+from genflow.metrics import energy_distance
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-FULL = {
-    "ns": (1, 2, 5, 10, 20, 50, 100, 200),
-    "tune_n": 50,
-    "step_sizes": (0.01, 0.02, 0.05, 0.1, 0.2),
-    "leapfrog_steps": (5, 20),
-    "num_tune": 128,
-    "num_elbo": 512,
-    "density_n": 100,
-    "grid": 60,
-    "num_marginal": 16,
-    "num_samples": 2000,
-    "hmc_chains": 64,
-    "hmc_steps": 3000,
-    "hmc_burn": 1000,
-    "hmc_step_size": 0.1,
-    "hmc_leapfrog": 10,
-    "roundtrip_ns": (10, 50, 100, 200, 500, 1000),
-    "roundtrip_states": 64,
-}
-QUICK = FULL | {"ns": (1, 5), "tune_n": 5, "step_sizes": (0.1, 0.2), "leapfrog_steps": (5,), "num_tune": 16}
-QUICK |= {"num_elbo": 16, "density_n": 5, "grid": 8, "num_marginal": 2, "num_samples": 200, "hmc_chains": 8}
-QUICK |= {"hmc_steps": 60, "hmc_burn": 20, "roundtrip_ns": (5, 20), "roundtrip_states": 8}
 LIMITS = {"banana": ((-6, 6), (-8, 4)), "cross": ((-5, 5), (-5, 5)), "funnel": ((-8, 8), (-12, 12))}
 
 
-def targets() -> dict:
-    return {"banana": Banana(dim=2, b=0.1, sigma=2.0), "cross": Cross2D(), "funnel": NealFunnel(dim=2)}
+def settings(cfg: DictConfig) -> dict:
+    """The run's budget (``figure`` less its targets), as numbers.json records it (``config``)."""
+    fig = OmegaConf.to_container(cfg.figure, resolve=False)
+    return {k: v for k, v in fig.items() if k != "targets"}
+
+
+def targets(cfg: DictConfig) -> dict:
+    return {name: instantiate_at(cfg, f"figure.targets.{name}") for name in cfg.figure.targets}
 
 
 def elbo_vs_n(flow: MixFlow, ns, key, num: int) -> list[dict]:
@@ -201,9 +186,7 @@ def plot_elbo(path, results):
     ax.set_xlabel("N (number of maps)")
     ax.set_ylabel("ELBO (log Z = 0)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_densities(path, plots):
@@ -219,36 +202,28 @@ def plot_densities(path, plots):
         row[2].set_ylim(d["yy"].min(), d["yy"].max())
         row[2].legend(fontsize=7, markerscale=5)
         row[2].set_title(f"{name}: samples", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_roundtrip(path, results):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, r in results.items():
         ax.plot([e["n"] for e in r["roundtrip"]], [e["median"] for e in r["roundtrip"]], marker="o", label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("N")
-    ax.set_ylabel("median ||T^-N T^N s - s|| (float32)")
+    ax.set(xscale="log", yscale="log", xlabel="N", ylabel="median ||T^-N T^N s - s|| (float32)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", type=Path, default=ROOT / "scripts/figures/results/mixflows")
-    p.add_argument("--quick", action="store_true", help="tiny settings, for the smoke test")
+    p = figure_parser("mixflows")
     args = p.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL)
+    run_cfg = compose("mixflows", quick=args.quick)
+    cfg = settings(run_cfg)
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     print(json.dumps({"load_average_at_start": os.getloadavg(), "config": cfg}), flush=True)
     results, plots, seconds = {}, {}, {}
-    for i, (name, target) in enumerate(targets().items()):
+    for i, (name, target) in enumerate(targets(run_cfg).items()):
         t0 = time.perf_counter()
         results[name], plots[name] = run_target(name, target, cfg, jax.random.key(i))
         seconds[name] = time.perf_counter() - t0
@@ -264,8 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_count": os.cpu_count(),
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
-    (args.out / "numbers.json").write_text(json.dumps(numbers, indent=2))
-    return numbers
+    return write_numbers(args.out, numbers)
 
 
 if __name__ == "__main__":

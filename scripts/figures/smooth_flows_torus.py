@@ -3,7 +3,8 @@ trained by likelihood alone and by likelihood plus force matching.
 
     python scripts/figures/smooth_flows_torus.py [--out scripts/figures/results/smooth_flows_torus] [--quick]
 
-Setup (the experiment config ``flow_smooth_torus``):
+Setup (the experiment config ``smooth_flows_torus``, ``flow_smooth_torus`` with the script's optimizer and the
+settings under ``figure``; ``--quick`` adds ``configs/debug/smooth_flows_torus.yaml``):
 
 - Target: a Ramachandran-like mixture of three products of von Mises densities on ``[-pi, pi)^2`` with exact
   samples and analytic forces ``F = grad log p``.
@@ -22,93 +23,58 @@ References:
 
 from __future__ import annotations
 
-import argparse
+import copy
 import json
 import math
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import optax
+from _flows_common import figure_parser, save_figure, write_numbers
+from omegaconf import DictConfig, OmegaConf
 
+from experiments._common import build_data, build_net, build_trainer, instantiate_at
+from experiments.compose import compose
 from genflow.distributions import TorusVonMisesMixture
-from genflow.flows import (
-    Flow,
-    ForceMatching,
-    MaximumLikelihood,
-    ReversePermutation,
-    RQSplineTransformer,
-    SmoothMixtureTransformer,
-    Uniform,
-    WithForces,
-    coupling_flow,
-)
-from genflow.train import Trainer
+from genflow.flows import Flow, WithForces
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-FULL = {
-    "num_layers": 4,
-    "width": 64,
-    "depth": 2,
-    "knots": 8,
-    "train_steps": 3000,
-    "batch": 256,
-    "lr": 1e-3,
-    "force_weight": 0.1,
-    "num_test": 20_000,
-    "grid": 100,
-    "quiver_grid": 16,
-    "slice_points": 2000,
-}
-QUICK = FULL | {"num_layers": 2, "width": 16, "depth": 1, "train_steps": 40, "num_test": 512, "grid": 24}
-QUICK |= {"quiver_grid": 6, "slice_points": 200}
-TORUS = (-math.pi, math.pi)
-TRANSFORMERS = {
-    "spline": lambda knots: RQSplineTransformer(knots, TORUS, boundary="circular"),
-    "smooth": lambda knots: SmoothMixtureTransformer(knots, TORUS, circular=True),
-}
+
+def settings(cfg: DictConfig) -> dict:
+    """The run's settings as numbers.json records them (``config``)."""
+    adam = cfg.optim._args_[1].learning_rate
+    names = ("num_test", "grid", "quiver_grid", "slice_points")
+    return {
+        "num_layers": cfg.net.num_layers,
+        "width": cfg.net.width,
+        "depth": cfg.net.depth,
+        "knots": cfg.figure.knots,
+        "train_steps": cfg.train.num_steps,
+        "batch": cfg.train.batch_size,
+        "lr": adam.peak_value,
+        "force_weight": cfg.model.objective.force_weight,
+    } | {name: cfg.figure[name] for name in names}
 
 
-def make_target() -> TorusVonMisesMixture:
-    """The experiment config's Ramachandran-like mixture (configs/experiment/flow_smooth_torus.yaml)."""
-    return TorusVonMisesMixture(
-        locs=[[-1.5, 2.5], [-1.2, -0.7], [1.0, 0.5]],
-        concentrations=[[4.0, 3.0], [5.0, 5.0], [3.0, 6.0]],
-        weights=[0.5, 0.35, 0.15],
-    )
+def flow_config(cfg: DictConfig, kind: str, force_weight: float) -> DictConfig:
+    """``cfg`` with the transformer ``figure.transformers[kind]`` and the objective of ``force_weight``."""
+    cfg = copy.deepcopy(cfg)
+    cfg.net.transformer = cfg.figure.transformers[kind]
+    if force_weight > 0:
+        cfg.model.objective.force_weight = force_weight
+    else:
+        cfg.model.objective = cfg.figure.likelihood_objective
+    return cfg
 
 
-def build(cfg: dict, kind: str, force_weight: float, key) -> Flow:
-    bij = coupling_flow(
-        2,
-        TRANSFORMERS[kind](cfg["knots"]),
-        num_layers=cfg["num_layers"],
-        width=cfg["width"],
-        depth=cfg["depth"],
-        activation=jax.nn.silu,
-        permutation=ReversePermutation(),
-        invert=True,
-        key=key,
-    )
-    objective = ForceMatching(1.0, force_weight) if force_weight > 0 else MaximumLikelihood()
-    return Flow(bij, base=Uniform((2,)), objective=objective)
-
-
-def train(cfg: dict, model: Flow, data: WithForces, seed: int = 0) -> Flow:
-    steps = cfg["train_steps"]
-    opt = optax.chain(
-        optax.clip_by_global_norm(10.0),
-        optax.adam(optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], 0, decay_steps=steps)),
-    )
-    per_call = math.gcd(steps, 100)
-    trainer = Trainer(opt, steps, cfg["batch"], steps_per_call=per_call, ema_decay=0.99, progress=False)
-    return trainer.fit(model, data, key=jax.random.key(seed)).ema_model
+def train(cfg: DictConfig, data: WithForces, key) -> Flow:
+    """The flow of ``cfg`` (its bijection initialised from ``key``), trained on ``data``; returns the EMA model."""
+    model = instantiate_at(cfg, "model", net=build_net(cfg, key), data_shape=tuple(data.event_shape))
+    return build_trainer(cfg, None).fit(model, data, key=jax.random.key(cfg.train.seed)).ema_model
 
 
 def forces(model: Flow, x: jax.Array) -> jax.Array:
@@ -135,6 +101,17 @@ def grid(n: int):
     return xx, yy, jnp.stack([xx.ravel(), yy.ravel()], axis=-1)
 
 
+def _torus_panel(ax, name: str) -> None:
+    ax.set_title(name, fontsize=8)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _save(fig, path) -> None:
+    save_figure(fig, path)
+
+
 def plot_densities(path, target, models, n):
     xx, yy, pts = grid(n)
     panels = [("target", target.log_prob(pts))] + [(name, m.log_prob(pts)) for name, m in models.items()]
@@ -142,13 +119,8 @@ def plot_densities(path, target, models, n):
     vmax = float(jnp.max(jnp.exp(panels[0][1])))
     for ax, (name, lp) in zip(axes, panels, strict=True):
         ax.pcolormesh(xx, yy, np.exp(np.asarray(lp)).reshape(n, n), vmin=0, vmax=vmax, cmap="viridis")
-        ax.set_title(name, fontsize=8)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        _torus_panel(ax, name)
+    save_figure(fig, path)
 
 
 def plot_forces(path, target, models, n):
@@ -158,15 +130,10 @@ def plot_forces(path, target, models, n):
     for ax, (name, f) in zip(axes, panels, strict=True):
         f = np.asarray(f)
         ax.quiver(np.asarray(xx), np.asarray(yy), f[:, 0].reshape(n, n), f[:, 1].reshape(n, n), scale=150, width=0.006)
-        ax.set_title(name, fontsize=8)
-        ax.set_aspect("equal")
         ax.set_xlim(-math.pi, math.pi)
         ax.set_ylim(-math.pi, math.pi)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        _torus_panel(ax, name)
+    save_figure(fig, path)
 
 
 def plot_slice(path, target, models, slice_x):
@@ -175,53 +142,48 @@ def plot_slice(path, target, models, slice_x):
     ax.plot(x1, np.asarray(target.score(slice_x)[:, 0]), "k", lw=2, label="target")
     for name, m in models.items():
         ax.plot(x1, np.asarray(forces(m, slice_x)[:, 0]), lw=1, label=name)
-    ax.set_xlabel(f"x1 (x2 = {float(slice_x[0, 1]):.2f})")
-    ax.set_ylabel("force F1 = d log q / dx1")
+    ax.set(xlabel=f"x1 (x2 = {float(slice_x[0, 1]):.2f})", ylabel="force F1 = d log q / dx1")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", type=Path, default=ROOT / "scripts/figures/results/smooth_flows_torus")
-    p.add_argument("--quick", action="store_true", help="tiny settings, for the smoke test")
+    p = figure_parser("smooth_flows_torus")
     args = p.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL)
+    cfg = compose("smooth_flows_torus", quick=args.quick)
+    fig_cfg = cfg.figure
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    target = make_target()
-    data = WithForces(target)
-    x_test = target.sample(jax.random.key(123), cfg["num_test"])
+    data = build_data(cfg)
+    target: TorusVonMisesMixture = data.distribution
+    x_test = target.sample(jax.random.key(123), fig_cfg.num_test)
     # A line through the two heavy modes' x2 range: the spline's forces jump wherever it crosses a knot.
-    x1 = jnp.linspace(-math.pi, math.pi, cfg["slice_points"], endpoint=False)
+    x1 = jnp.linspace(-math.pi, math.pi, fig_cfg.slice_points, endpoint=False)
     slice_x = jnp.stack([x1, jnp.full_like(x1, -0.7)], axis=-1)
 
     models, results, seconds = {}, [], {}
-    for kind in TRANSFORMERS:
-        for fw in (0.0, cfg["force_weight"]):
+    for kind in fig_cfg.transformers:
+        for fw in OmegaConf.to_container(fig_cfg.force_weights, resolve=True):
             name = f"{kind} ({'NLL + FM' if fw > 0 else 'NLL'})"
             t0 = time.perf_counter()
-            models[name] = train(cfg, build(cfg, kind, fw, jax.random.key(0)), data)
+            models[name] = train(flow_config(cfg, kind, fw), data, jax.random.key(0))
             seconds[name] = time.perf_counter() - t0
             results.append({"flow": kind, "force_weight": fw, **evaluate(models[name], target, x_test, slice_x)})
             print(json.dumps(results[-1]), flush=True)
 
     log_p = target.log_prob(x_test)
-    plot_densities(args.out / "densities.png", target, models, cfg["grid"])
-    plot_forces(args.out / "forces.png", target, models, cfg["quiver_grid"])
+    plot_densities(args.out / "densities.png", target, models, fig_cfg.grid)
+    plot_forces(args.out / "forces.png", target, models, fig_cfg.quiver_grid)
     plot_slice(args.out / "force_slice.png", target, models, slice_x)
     numbers = {
-        "config": cfg | {"quick": args.quick},
+        "config": settings(cfg) | {"quick": args.quick},
         "target_entropy": float(-jnp.mean(log_p)),  # the NLL floor, E_p[-log p]
         "target_entropy_se": float(jnp.std(log_p) / math.sqrt(x_test.shape[0])),
         "target_max_force_jump_on_slice": float(jnp.max(jnp.abs(jnp.diff(target.score(slice_x)[:, 0])))),
         "results": results,
         "seconds": {"train": seconds, "total": time.perf_counter() - t_start},
     }
-    (args.out / "numbers.json").write_text(json.dumps(numbers, indent=2))
-    return numbers
+    return write_numbers(args.out, numbers)
 
 
 if __name__ == "__main__":

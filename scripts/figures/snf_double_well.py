@@ -8,6 +8,8 @@ Setup:
 - Target ``u(x) = x1^4 - 6 x1^2 - 0.5 x1 + x2^2 / 2`` (``TiltedDoubleWell``), prior ``N(0, I)``.
 - RNVP: 3 blocks of 2 affine couplings (MLP width 64, depth 2). RNVP + MC: the same, each block followed by
   ``num_mc`` random-walk Metropolis steps on ``u_lambda = (1 - lambda) u_Z + lambda u_X``, ``lambda = 1/3, 2/3, 1``.
+- Settings: the experiment config ``snf_double_well`` (``flow_snf_double_well`` on the tilted well, with
+  ``optim=adam_cosine`` and the figure's settings under ``figure``); ``--quick`` adds ``configs/debug/snf_double_well``.
 - Training by maximum likelihood on exact target samples (backward paths for the SNF), which covers both wells,
   or (``--objective reverse_kl``) by reverse KL from the energy alone, where the plain flow tends to under-fill
   the shallower well and the weights must correct it.
@@ -26,82 +28,58 @@ References:
 
 from __future__ import annotations
 
-import argparse
-import functools
+import copy
 import json
 import math
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import optax
+from _flows_common import figure_parser, save_figure, write_numbers
+from omegaconf import DictConfig, OmegaConf
 
+from experiments._common import build_data, build_net, build_trainer, instantiate_at
+from experiments.compose import compose
 from genflow.distributions import TiltedDoubleWell
-from genflow.flows import (
-    AffineTransformer,
-    MetropolisLayer,
-    PathMaximumLikelihood,
-    PathReverseKL,
-    StochasticNormalizingFlow,
-    kish_ess,
-    log_partition_estimate,
-    snf_layers,
-)
-from genflow.train import Trainer
+from genflow.flows import StochasticNormalizingFlow, kish_ess, log_partition_estimate
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-FULL = {
-    "num_blocks": 3,
-    "layers_per_block": 2,
-    "width": 64,
-    "depth": 2,
-    "mc_step_size": 0.25,
-    "num_mc": 5,
-    "train_steps": 3000,
-    "batch": 256,
-    "lr": 1e-3,
-    "seeds": (0, 1, 2, 3, 4),
-    "num_eval": 100_000,
-    "bins": 50,
-    "range": (-2.5, 2.5),
-    "profile_window": 6.0,
-    "objective": "ml",
-}
-QUICK = FULL | {"width": 16, "depth": 1, "train_steps": 40, "seeds": (0, 1), "num_eval": 2000, "bins": 20}
-MODELS = {"RNVP": None, "RNVP + MC": MetropolisLayer}
-OBJECTIVES = {"ml": PathMaximumLikelihood(), "reverse_kl": PathReverseKL()}
+
+def settings(cfg: DictConfig, objective: str) -> dict:
+    """The run's settings as numbers.json records them (``config``)."""
+    net, fig = cfg.net, OmegaConf.to_container(cfg.figure, resolve=True)
+    names = ("num_blocks", "layers_per_block", "width", "depth")
+    return {name: net[name] for name in names} | {
+        "mc_step_size": net.block.step_size,
+        "num_mc": net.block.num_steps,
+        "train_steps": cfg.train.num_steps,
+        "batch": cfg.train.batch_size,
+        "lr": cfg.optim._args_[1].learning_rate.peak_value,
+        "seeds": fig["seeds"],
+        "num_eval": fig["num_eval"],
+        "bins": fig["bins"],
+        "range": fig["range"],
+        "profile_window": fig["profile_window"],
+        "objective": objective,
+    }
 
 
-def build(cfg: dict, block: type | None, target, key) -> StochasticNormalizingFlow:
-    if block is not None:
-        block = functools.partial(block, step_size=cfg["mc_step_size"], num_steps=cfg["num_mc"])
-    layers = snf_layers(
-        2,
-        num_blocks=cfg["num_blocks"],
-        transformer=AffineTransformer(),
-        layers_per_block=cfg["layers_per_block"],
-        width=cfg["width"],
-        depth=cfg["depth"],
-        block=block,
-        key=key,
-    )
-    return StochasticNormalizingFlow(layers, target, data_shape=(2,), objective=OBJECTIVES[cfg["objective"]])
+def model_config(cfg: DictConfig, name: str, objective: str) -> DictConfig:
+    """``cfg`` with the block of ``figure.models[name]`` and the objective ``figure.objectives[objective]``."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.objective = cfg.figure.objectives[objective]
+    cfg.net.block = cfg.figure.models[name]
+    return cfg
 
 
-def train(cfg: dict, model, target, seed: int):
-    steps = cfg["train_steps"]
-    opt = optax.chain(
-        optax.clip_by_global_norm(10.0),
-        optax.adam(optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], 0, decay_steps=steps)),
-    )
-    trainer = Trainer(opt, steps, cfg["batch"], steps_per_call=math.gcd(steps, 100), ema_decay=0.99, progress=False)
-    return trainer.fit(model, target, key=jax.random.key(1000 + seed)).ema_model
+def train(cfg: DictConfig, target, seed: int) -> StochasticNormalizingFlow:
+    """The SNF of ``cfg`` (layers initialised from ``seed``), trained on ``target``; returns the EMA model."""
+    model = instantiate_at(cfg, "model", net=build_net(cfg, jax.random.key(seed)), data_shape=target.event_shape)
+    return build_trainer(cfg, None).fit(model, target, key=jax.random.key(1000 + seed)).ema_model
 
 
 def exact_profile(target: TiltedDoubleWell, edges: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -184,9 +162,7 @@ def plot_free_energy(path, centres, f_true, curves):
         ax.set_ylim(-0.5, 10)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("F(x1) - min F")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_samples(path, reference, curves):
@@ -197,32 +173,29 @@ def plot_samples(path, reference, curves):
         ax.set_title(name)
         ax.set_xlim(-3, 3)
         ax.set_ylim(-4, 4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", type=Path, default=ROOT / "scripts/figures/results/snf_double_well")
-    p.add_argument("--quick", action="store_true", help="tiny settings, for the smoke test")
+    p = figure_parser("snf_double_well")
     p.add_argument("--objective", choices=("ml", "reverse_kl"), default="ml", help="ml: exact target samples")
     args = p.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL) | {"objective": args.objective}
+    run_cfg = compose("snf_double_well", quick=args.quick)
+    cfg = settings(run_cfg, args.objective)
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    target = TiltedDoubleWell(dim=2)
+    target: TiltedDoubleWell = build_data(run_cfg)
     edges = np.linspace(*cfg["range"], cfg["bins"] + 1)
     centres = 0.5 * (edges[1:] + edges[:-1])
     probs, df_true, log_z_true = exact_profile(target, edges)
     f_true = -np.log(probs / probs.sum())
 
     rows, curves, seconds = {}, {}, {}
-    for name, block in MODELS.items():
+    for name in run_cfg.figure.models:
         rows[name], curves[name] = [], []
         t0 = time.perf_counter()
         for seed in cfg["seeds"]:
-            model = train(cfg, build(cfg, block, target, jax.random.key(seed)), target, seed)
+            model = train(model_config(run_cfg, name, args.objective), target, seed)
             row, prof = evaluate(model, jax.random.key(10_000 + seed), cfg, edges, f_true, df_true)
             rows[name].append({"seed": seed, **row})
             curves[name].append(prof)
@@ -239,8 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
         "paper_notebook_reweighted_bias": {"RNVP": 0.26, "RNVP + MC": 0.15},
         "seconds": {"train_and_eval": seconds, "total": time.perf_counter() - t_start},
     }
-    (args.out / "numbers.json").write_text(json.dumps(numbers, indent=2))
-    return numbers
+    return write_numbers(args.out, numbers)
 
 
 if __name__ == "__main__":
