@@ -36,6 +36,7 @@ import optax
 
 from genflow.distributions import TorusVonMisesMixture
 from genflow.flows import (
+    Circular,
     Flow,
     ForceMatching,
     MaximumLikelihood,
@@ -70,7 +71,7 @@ QUICK = FULL | {"num_layers": 2, "width": 16, "depth": 1, "train_steps": 40, "nu
 QUICK |= {"quiver_grid": 6, "slice_points": 200}
 TORUS = (-math.pi, math.pi)
 TRANSFORMERS = {
-    "spline": lambda knots: RQSplineTransformer(knots, TORUS, boundary="circular"),
+    "spline": lambda knots: RQSplineTransformer(knots, TORUS, boundary=Circular()),
     "smooth": lambda knots: SmoothMixtureTransformer(knots, TORUS, circular=True),
 }
 
