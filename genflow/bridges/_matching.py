@@ -20,14 +20,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableModel, split_batch
-from genflow.bridges._directions import (
-    AbstractDirection,
-    AbstractFitsBackward,
-    AbstractFitsForward,
-    Backward,
-    Both,
-    Forward,
-)
+from genflow.bridges import _directions as imf
 from genflow.bridges._gaussian import check_eps
 from genflow.bridges._samplers import solve_bridge
 from genflow.couplings import (
@@ -211,7 +204,7 @@ class DSBM(_AbstractSimulatedBridge):
     sampler: AbstractSDESolver
     eps: float = eqx.field(static=True)
     data_shape: tuple[int, ...] = eqx.field(static=True)
-    direction: AbstractDirection
+    direction: imf.AbstractDirection
     first_stage: bool = eqx.field(static=True)
     num_sim_steps: int = eqx.field(static=True)
     t_max: float = eqx.field(static=True)
@@ -240,8 +233,8 @@ class DSBM(_AbstractSimulatedBridge):
         self.sampler = EulerMaruyama(num_steps=100) if sampler is None else sampler
         if not isinstance(self.sampler, AbstractSDESolver):
             raise ValueError(f"DSBM: sampler={self.sampler!r} is invalid: allowed are SDE solvers")
-        direction = Both() if direction is None else direction
-        if not isinstance(direction, AbstractDirection):
+        direction = imf.Both() if direction is None else direction
+        if not isinstance(direction, imf.AbstractDirection):
             raise ValueError(f"DSBM: direction={direction!r} is invalid: allowed are Forward(), Backward(), Both()")
         self.direction, self.first_stage = direction, bool(first_stage)
         if isinstance(num_sim_steps, bool) or not isinstance(num_sim_steps, int) or num_sim_steps <= 0:
@@ -252,7 +245,7 @@ class DSBM(_AbstractSimulatedBridge):
         self.t_max = float(t_max)
         self.coupling = IndependentCoupling() if coupling is None else coupling
 
-    def with_stage(self, direction: AbstractDirection, first_stage: bool = False) -> DSBM:
+    def with_stage(self, direction: imf.AbstractDirection, first_stage: bool = False) -> DSBM:
         """The same networks set up for another IMF stage."""
         return DSBM(
             self.forward,
@@ -300,10 +293,10 @@ class DSBM(_AbstractSimulatedBridge):
         if self.first_stage:
             x0, x1, _ = self.coupling(k_c, x0, x1)
         total = 0.0
-        if isinstance(self.direction, AbstractFitsForward):
+        if isinstance(self.direction, imf.AbstractFitsForward):
             x0_pair = x0 if self.first_stage else self._simulate_backward(k_sb, x1)
             total = total + _endpoint_loss(self.forward, k_f, x0_pair, x1, self.eps, self.t_max)
-        if isinstance(self.direction, AbstractFitsBackward):
+        if isinstance(self.direction, imf.AbstractFitsBackward):
             x1_pair = x1 if self.first_stage else self._simulate_forward(k_sf, x0)
             total = total + self._backward_loss(k_b, x0, x1_pair)
         return total
@@ -319,7 +312,7 @@ def fit_dsbm(
     *,
     key: PRNGKeyArray,
     num_iterations: int = 4,
-    callback: Callable[[int, AbstractDirection, DSBM], None] | None = None,
+    callback: Callable[[int, imf.AbstractDirection, DSBM], None] | None = None,
 ) -> DSBM:
     """Alternating IMF with the shared ``Trainer``: ..., backward, forward, ending on a forward stage.
 
@@ -335,9 +328,9 @@ def fit_dsbm(
         raise ValueError(f"fit_dsbm: num_iterations={num_iterations!r} is invalid: must be an integer >= 2")
     keys = jax.random.split(key, num_iterations)
     # An even count ends on a forward stage.
-    directions = [Backward() if (num_iterations - i) % 2 == 0 else Forward() for i in range(num_iterations)]
+    directions = [imf.Backward() if (num_iterations - i) % 2 == 0 else imf.Forward() for i in range(num_iterations)]
     for i, (direction, k) in enumerate(zip(directions, keys, strict=True)):
         model = trainer.fit(model.with_stage(direction, first_stage=(i == 0)), data, key=k).ema_model
         if callback is not None:
-            callback(i + 1, direction, model.with_stage(Both()))
-    return model.with_stage(Both())
+            callback(i + 1, direction, model.with_stage(imf.Both()))
+    return model.with_stage(imf.Both())
