@@ -15,6 +15,14 @@ from genflow.bridges._benchmark import (
     eot_benchmark_data,
     eot_benchmark_source,
 )
+from genflow.bridges._directions import (
+    AbstractDirection,
+    AbstractFitsBackward,
+    AbstractFitsForward,
+    Backward,
+    Both,
+    Forward,
+)
 from genflow.bridges._gaussian import GaussianBridge, monge_map_matrix
 from genflow.bridges._lightsb import AbstractLightSBObjective, LightSB, LightSBKL, LightSBMatching, PosteriorSetup
 from genflow.bridges._matching import DSBM, BridgeMatching, entropic_coupling, fit_dsbm
@@ -23,14 +31,20 @@ from genflow.bridges._samplers import AbstractBridgeSampler, ExactConditional, E
 
 __all__ = [
     "AbstractBridgeSampler",
+    "AbstractDirection",
+    "AbstractFitsBackward",
+    "AbstractFitsForward",
     "AbstractLightSBObjective",
+    "Backward",
     "BenchmarkPairs",
     "BenchmarkTarget",
+    "Both",
     "BridgeMatching",
     "DSBM",
     "EOTBenchmark",
     "ExactConditional",
     "ExactPaths",
+    "Forward",
     "GaussianBridge",
     "LightSB",
     "LightSBKL",

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray, Scalar
 
 from genflow._base import AbstractSolvableModel, split_batch
+from genflow.bridges import _directions as imf
 from genflow.bridges._gaussian import check_eps
 from genflow.bridges._samplers import solve_bridge
 from genflow.couplings import (
@@ -31,8 +32,6 @@ from genflow.couplings import (
 )
 from genflow.distributions import AbstractDistribution, StandardNormal
 from genflow.solvers import AbstractSDESolver, EulerMaruyama, Solution
-
-_DIRECTIONS = ("forward", "backward", "both")
 
 
 def entropic_coupling(
@@ -182,10 +181,10 @@ class DSBM(_AbstractSimulatedBridge):
     ``backward(t, x) ≈ E[X0 | X_t = x]`` (drift ``(b - x)/t`` backwards in time). One IMF stage fits one network
     by bridge matching on pairs made by simulating the other (without gradients):
 
-    - ``direction="forward"``: ``x1 ~ data``, ``x0`` from the backward SDE started at ``x1``; fits ``forward``.
-    - ``direction="backward"``: ``x0 ~ base``, ``x1`` from the forward SDE started at ``x0``; fits ``backward``.
-    - ``direction="both"``: both losses at once, each on pairs from the other network's current state (the online
-      variant; it needs no outer loop, so a Hydra run is one ``Trainer.fit``).
+    - ``direction=Forward()``: ``x1 ~ data``, ``x0`` from the backward SDE started at ``x1``; fits ``forward``.
+    - ``direction=Backward()``: ``x0 ~ base``, ``x1`` from the forward SDE started at ``x0``; fits ``backward``.
+    - ``direction=Both()`` (the default): both losses at once, each on pairs from the other network's current state
+      (the online variant; it needs no outer loop, so a Hydra run is one ``Trainer.fit``).
 
     ``first_stage=True`` uses the independent coupling ``p0 x p1`` instead of simulating (the first IMF step, whose
     Markovian projection starts the iteration), or ``coupling(key, x0, x1)`` on the independent pairs when one is
@@ -205,7 +204,7 @@ class DSBM(_AbstractSimulatedBridge):
     sampler: AbstractSDESolver
     eps: float = eqx.field(static=True)
     data_shape: tuple[int, ...] = eqx.field(static=True)
-    direction: str = eqx.field(static=True)
+    direction: imf.AbstractDirection
     first_stage: bool = eqx.field(static=True)
     num_sim_steps: int = eqx.field(static=True)
     t_max: float = eqx.field(static=True)
@@ -220,7 +219,7 @@ class DSBM(_AbstractSimulatedBridge):
         base=None,
         sampler=None,
         backward_net=None,
-        direction="both",
+        direction=None,
         first_stage=False,
         num_sim_steps=30,
         t_max=0.999,
@@ -234,8 +233,9 @@ class DSBM(_AbstractSimulatedBridge):
         self.sampler = EulerMaruyama(num_steps=100) if sampler is None else sampler
         if not isinstance(self.sampler, AbstractSDESolver):
             raise ValueError(f"DSBM: sampler={self.sampler!r} is invalid: allowed are SDE solvers")
-        if direction not in _DIRECTIONS:
-            raise ValueError(f"DSBM: direction={direction!r} is invalid; allowed: {_DIRECTIONS}")
+        direction = imf.Both() if direction is None else direction
+        if not isinstance(direction, imf.AbstractDirection):
+            raise ValueError(f"DSBM: direction={direction!r} is invalid: allowed are Forward(), Backward(), Both()")
         self.direction, self.first_stage = direction, bool(first_stage)
         if isinstance(num_sim_steps, bool) or not isinstance(num_sim_steps, int) or num_sim_steps <= 0:
             raise ValueError(f"DSBM: num_sim_steps={num_sim_steps!r} is invalid: must be a positive integer")
@@ -245,7 +245,7 @@ class DSBM(_AbstractSimulatedBridge):
         self.t_max = float(t_max)
         self.coupling = IndependentCoupling() if coupling is None else coupling
 
-    def with_stage(self, direction: str, first_stage: bool = False) -> DSBM:
+    def with_stage(self, direction: imf.AbstractDirection, first_stage: bool = False) -> DSBM:
         """The same networks set up for another IMF stage."""
         return DSBM(
             self.forward,
@@ -293,10 +293,10 @@ class DSBM(_AbstractSimulatedBridge):
         if self.first_stage:
             x0, x1, _ = self.coupling(k_c, x0, x1)
         total = 0.0
-        if self.direction in ("forward", "both"):
+        if isinstance(self.direction, imf.AbstractFitsForward):
             x0_pair = x0 if self.first_stage else self._simulate_backward(k_sb, x1)
             total = total + _endpoint_loss(self.forward, k_f, x0_pair, x1, self.eps, self.t_max)
-        if self.direction in ("backward", "both"):
+        if isinstance(self.direction, imf.AbstractFitsBackward):
             x1_pair = x1 if self.first_stage else self._simulate_forward(k_sf, x0)
             total = total + self._backward_loss(k_b, x0, x1_pair)
         return total
@@ -312,7 +312,7 @@ def fit_dsbm(
     *,
     key: PRNGKeyArray,
     num_iterations: int = 4,
-    callback: Callable[[int, str, DSBM], None] | None = None,
+    callback: Callable[[int, imf.AbstractDirection, DSBM], None] | None = None,
 ) -> DSBM:
     """Alternating IMF with the shared ``Trainer``: ..., backward, forward, ending on a forward stage.
 
@@ -320,16 +320,17 @@ def fit_dsbm(
     one network on pairs simulated by the other; the last stage is a forward one, so the returned model's
     ``forward`` network is the newest. Each stage is a full ``trainer.fit`` (``trainer.num_steps`` steps) from the
     previous stage's EMA networks.
-    ``callback(stage, direction, model)`` runs after every stage (``stage`` counts from 1, ``model`` is set up for
-    sampling): IMF can drift as well as converge, so its progress is worth watching.
+    ``callback(stage, direction, model)`` runs after every stage (``stage`` counts from 1, ``direction`` is
+    ``Forward()`` or ``Backward()``, ``model`` is set up for sampling): IMF can drift as well as converge, so its
+    progress is worth watching.
     """
     if isinstance(num_iterations, bool) or not isinstance(num_iterations, int) or num_iterations < 2:
         raise ValueError(f"fit_dsbm: num_iterations={num_iterations!r} is invalid: must be an integer >= 2")
     keys = jax.random.split(key, num_iterations)
     # An even count ends on a forward stage.
-    directions = ["backward" if (num_iterations - i) % 2 == 0 else "forward" for i in range(num_iterations)]
+    directions = [imf.Backward() if (num_iterations - i) % 2 == 0 else imf.Forward() for i in range(num_iterations)]
     for i, (direction, k) in enumerate(zip(directions, keys, strict=True)):
         model = trainer.fit(model.with_stage(direction, first_stage=(i == 0)), data, key=k).ema_model
         if callback is not None:
-            callback(i + 1, direction, model.with_stage("both"))
-    return model.with_stage("both")
+            callback(i + 1, direction, model.with_stage(imf.Both()))
+    return model.with_stage(imf.Both())

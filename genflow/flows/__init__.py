@@ -17,6 +17,7 @@ from genflow.flows._bijections import (
     Permutation,
     Scan,
 )
+from genflow.flows._boundaries import AbstractBoundary, Circular, IdentityTails, LinearTails
 from genflow.flows._builders import (
     AbstractPermutationRule,
     AutoPermutation,
@@ -78,6 +79,7 @@ __all__ = [
     "CNF",
     "MADE",
     "AbstractBijection",
+    "AbstractBoundary",
     "AbstractFlowObjective",
     "AbstractStochasticLayer",
     "AbstractTransformer",
@@ -85,14 +87,17 @@ __all__ = [
     "AffineTransformer",
     "AnnealedEnergy",
     "Chain",
+    "Circular",
     "Coupling",
     "Flow",
     "ForceMatching",
     "HMCLayer",
     "Identity",
+    "IdentityTails",
     "ImportanceSamplingHook",
     "Invert",
     "LULinear",
+    "LinearTails",
     "LangevinLayer",
     "MaskedAutoregressive",
     "MaximumLikelihood",

@@ -85,7 +85,7 @@ def coupling_flow(
 
     ``AffineTransformer()`` gives RealNVP, ``RQSplineTransformer()`` (the default) a neural spline flow (the setup
     of FlowJAX's ``coupling_flow``: 8 layers, knots 8, interval 4), ``RQSplineTransformer(k, (-pi, pi),
-    boundary="circular")`` a flow on the torus ``[-pi, pi)^d``, ``SmoothMixtureTransformer`` a smooth flow (Köhler
+    boundary=Circular())`` a flow on the torus ``[-pi, pi)^d``, ``SmoothMixtureTransformer`` a smooth flow (Köhler
     et al. 2021, ``circular=True`` on the torus).
 
     Args:

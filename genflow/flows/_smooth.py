@@ -16,8 +16,9 @@ The ``+ 1/2`` centres each step's transition on ``mu_k`` (as in bgflow); with ``
 ``G_k(u) = floor(v) + sigma(s_k (v mod 1))`` with ``v = u - mu_k + 1/(2 s_k)``: since ``s_k >= 1`` every transition fits
 in one period, so ``f(u + 1) = f(u) + 1`` and all derivatives of ``f`` are periodic.
 
-The inverse has no closed form: a multi-bin bracket, bisection and a safeguarded Newton finish solve ``f(u) = y``.
-Its derivatives come from the inverse function theorem (a ``custom_jvp``), never from the loop:
+The inverse has no closed form: a multi-bin bracket, bisection and a bracketed Newton finish (optimistix) solve
+``f(u) = y``. Its derivatives come from the inverse function theorem (optimistix's implicit adjoint), never from
+the loop:
 
     dx/dy = 1/f'(x),   dx/dtheta = -d_theta f(x) / f'(x),
 
@@ -29,13 +30,13 @@ References:
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import optimistix as optx
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, Scalar
 
@@ -75,35 +76,27 @@ def log_smooth_step_derivative(z: Array, alpha: Array, beta: int) -> Array:
     return jax.nn.log_sigmoid(a) + jax.nn.log_sigmoid(-a) + jnp.log(slope)
 
 
-def _bracketed_root(fn, target: Scalar, lo: float, hi: float, num_bins: int, bisect_steps: int, newton_steps: int):
-    """Solve ``fn(u) = target`` for increasing ``fn`` on ``[lo, hi]`` with ``fn(lo) <= target <= fn(hi)``.
+def _bracketed_root(residual, args, lo: float, hi: float, num_bins: int, bisect_steps: int, newton_steps: int):
+    """Solve ``residual(u, args) = 0`` for ``residual`` increasing in ``u`` with a root in ``[lo, hi]``.
 
-    One vectorised evaluation on ``num_bins + 1`` grid points brackets the root in one bin; bisection narrows
-    the bracket; Newton steps finish it, each replaced by a bisection step if it would leave the bracket.
+    ``args[0]`` is the target ``y`` of ``f(u) = y``; its dtype is the solve's.
+
+    One vectorised evaluation on ``num_bins + 1`` grid points brackets the root in one bin; optimistix's
+    ``Bisection`` narrows the bracket and ``Newton``, kept inside the narrowed bracket, finishes it. Zero tolerances
+    and ``throw=False`` make both run their fixed step counts. The Newton solve's implicit adjoint gives the
+    derivatives in ``args`` (the inverse function theorem); the loops are never differentiated.
     """
-    grid = jnp.linspace(lo, hi, num_bins + 1, dtype=target.dtype)
-    k = jnp.clip(jnp.searchsorted(jax.vmap(fn)(grid), target, side="right") - 1, 0, num_bins - 1)
-    a, b = grid[k], grid[k + 1]
-
-    def bisect(_, ab):
-        a, b = ab
-        m = 0.5 * (a + b)
-        below = fn(m) <= target
-        return jnp.where(below, m, a), jnp.where(below, b, m)
-
-    a, b = jax.lax.fori_loop(0, bisect_steps, bisect, (a, b))
-
-    def newton(_, state):
-        x, a, b = state
-        fx, dfx = jax.value_and_grad(fn)(x)
-        below = fx <= target
-        a, b = jnp.where(below, x, a), jnp.where(below, b, x)
-        step = x - (fx - target) / dfx
-        inside = (step >= a) & (step <= b) & jnp.isfinite(step)  # inclusive: a converged x sits on the bracket
-        return jnp.where(inside, step, 0.5 * (a + b)), a, b
-
-    x, _, _ = jax.lax.fori_loop(0, newton_steps, newton, (0.5 * (a + b), a, b))
-    return x
+    grid = jnp.linspace(lo, hi, num_bins + 1, dtype=args[0].dtype)
+    values = jax.vmap(lambda u: residual(u, args))(grid)
+    k = jnp.clip(jnp.searchsorted(values, jnp.zeros((), values.dtype), side="right") - 1, 0, num_bins - 1)
+    bracket = {"lower": grid[k], "upper": grid[k + 1]}
+    u0 = 0.5 * (bracket["lower"] + bracket["upper"])
+    free = jax.lax.stop_gradient(args)  # the bisection only seeds Newton: its derivatives are never needed
+    bisection = optx.Bisection(rtol=0.0, atol=0.0, flip=False)
+    sol = optx.root_find(residual, bisection, u0, free, bracket, max_steps=bisect_steps, throw=False)
+    bracket = {"lower": sol.state.lower, "upper": sol.state.upper}
+    newton = optx.Newton(rtol=0.0, atol=0.0)
+    return optx.root_find(residual, newton, sol.value, args, bracket, max_steps=newton_steps, throw=False).value
 
 
 class SmoothMixtureTransformer(AbstractTransformer):
@@ -240,37 +233,24 @@ class SmoothMixtureTransformer(AbstractTransformer):
         return self._from_unit(y), self.log_derivative(u, params)
 
     def inverse_and_log_det(self, y, params):
-        u = _smooth_inverse(self, self._to_unit(y), params)
+        u = self.solve(self._to_unit(y), params)
         # The log-det is differentiated through u's implicit derivatives: d(-log f')/dy = -f''/f'^2.
         return self._from_unit(u), -self.log_derivative(u, params)
 
+    def _residual(self, u: Scalar, args: tuple[Scalar, Array]) -> Scalar:
+        target, params = args
+        return self.lift(u, params) - target
+
     def solve(self, y_unit: Scalar, params) -> Scalar:
-        """The root solve alone (no derivatives): ``u`` in the unit domain with ``f(u) = y`` (mod 1 on circles)."""
+        """``u`` in the unit domain with ``f(u) = y`` (mod 1 on circles), with implicit derivatives in y and params."""
         steps = self.bisect_steps
         if steps is None:
             steps = 36 if y_unit.dtype == jnp.float64 else 20
-        fn = lambda u: self.lift(u, params)
         if self.is_circular:
-            f0 = fn(jnp.zeros_like(y_unit))
+            f0 = self.lift(jnp.zeros_like(y_unit), params)
             # f maps [0, 1) onto [f(0), f(0) + 1): pick the lift of y in that window.
             target = f0 + jnp.mod(y_unit - f0, 1.0)
         else:
             target = jnp.clip(y_unit, 0.0, 1.0)
-        u = _bracketed_root(fn, target, 0.0, 1.0, self.num_bins, steps, self.newton_steps)
+        u = _bracketed_root(self._residual, (target, params), 0.0, 1.0, self.num_bins, steps, self.newton_steps)
         return jnp.mod(u, 1.0) if self.is_circular else u
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _smooth_inverse(tau: SmoothMixtureTransformer, y: Scalar, params: Array) -> Scalar:
-    return tau.solve(jax.lax.stop_gradient(y), jax.lax.stop_gradient(params))
-
-
-@_smooth_inverse.defjvp
-def _smooth_inverse_jvp(tau, primals, tangents):
-    y, params = primals
-    dy, dparams = tangents
-    # Calling the custom_jvp function (not tau.solve) keeps higher derivatives on the implicit rule too.
-    x = _smooth_inverse(tau, y, params)
-    _, df_dtheta = jax.jvp(lambda p: tau.lift(x, p), (params,), (dparams,))
-    dfdx = jnp.exp(tau.log_derivative(x, params))
-    return x, (dy - df_dtheta) / dfdx

@@ -20,7 +20,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar
 
-from genflow._checks import check_choice, check_positive
+from genflow._checks import check_positive
+from genflow.flows._boundaries import AbstractBoundary, Circular, IdentityTails
 
 
 class AbstractTransformer(eqx.Module):
@@ -35,8 +36,9 @@ class AbstractTransformer(eqx.Module):
         """Length of the unconstrained parameter vector."""
 
     @property
+    @abc.abstractmethod
     def circular(self) -> bool:
-        return False
+        """Whether the transformer maps the circle ``[range_min, range_max)`` onto itself."""
 
     @abc.abstractmethod
     def transform_and_log_det(self, x: Scalar, params: Float[Array, " p"]) -> tuple[Scalar, Scalar]:
@@ -68,6 +70,10 @@ class AffineTransformer(AbstractTransformer):
     def num_params(self) -> int:
         return 2
 
+    @property
+    def circular(self) -> bool:
+        return False
+
     def _loc_log_scale(self, params):
         c = self.max_log_scale
         return params[0], c * jnp.tanh(params[1] / c)
@@ -81,9 +87,6 @@ class AffineTransformer(AbstractTransformer):
         return (y - loc) * jnp.exp(-s), -s
 
 
-BOUNDARIES = ("identity", "circular", "unconstrained")
-
-
 class RQSplineTransformer(AbstractTransformer):
     r"""Monotonic rational-quadratic spline on ``[range_min, range_max]`` (distrax's implementation).
 
@@ -93,9 +96,9 @@ class RQSplineTransformer(AbstractTransformer):
 
     ``boundary`` sets the behaviour at the ends of the interval:
 
-    - ``"identity"``: boundary slopes 1, identity outside the interval (Durkan et al.'s linear tails);
-    - ``"unconstrained"``: learned boundary slopes, linear tails with those slopes;
-    - ``"circular"``: equal slopes at both ends (Rezende et al.'s circular spline), so ``f(x + P) = f(x) + P``
+    - ``IdentityTails()``: boundary slopes 1, identity outside the interval (Durkan et al.'s linear tails);
+    - ``LinearTails()``: learned boundary slopes, linear tails with those slopes;
+    - ``Circular()``: equal slopes at both ends (Rezende et al.'s circular spline), so ``f(x + P) = f(x) + P``
       with a continuous derivative on the circle of period ``P = range_max - range_min``. It is followed by a
       rotation ``y -> wrap(y + phi)`` with a conditioned angle ``phi`` (one extra parameter), which moves the
       otherwise fixed point ``range_min``. Inputs must lie in ``[range_min, range_max)``.
@@ -114,7 +117,7 @@ class RQSplineTransformer(AbstractTransformer):
     knots: int = eqx.field(static=True)
     range_min: float = eqx.field(static=True)
     range_max: float = eqx.field(static=True)
-    boundary: str = eqx.field(static=True)
+    boundary: AbstractBoundary
     min_bin_size: float = eqx.field(static=True)
     min_knot_slope: float = eqx.field(static=True)
 
@@ -122,7 +125,7 @@ class RQSplineTransformer(AbstractTransformer):
         self,
         knots: int = 8,
         interval: float | tuple[float, float] = 4.0,
-        boundary: str = "identity",
+        boundary: AbstractBoundary | None = None,
         min_bin_size: float = 1e-4,
         min_knot_slope: float = 1e-4,
     ):
@@ -131,12 +134,16 @@ class RQSplineTransformer(AbstractTransformer):
         Args:
             knots: number of bins ``K``.
             interval: ``B`` for ``[-B, B]``, or a pair ``(range_min, range_max)``.
-            boundary: ``"identity"``, ``"unconstrained"`` or ``"circular"``.
+            boundary: ``IdentityTails()`` (``None``), ``LinearTails()`` or ``Circular()``.
             min_bin_size: smallest bin width and height.
             min_knot_slope: smallest knot slope.
         """
         check_positive("knots", knots)
-        check_choice("boundary", boundary, BOUNDARIES)
+        boundary = IdentityTails() if boundary is None else boundary
+        if not isinstance(boundary, AbstractBoundary):
+            raise ValueError(
+                f"boundary={boundary!r} is invalid: allowed are IdentityTails(), LinearTails() and Circular()"
+            )
         lo, hi = (-float(interval), float(interval)) if not hasattr(interval, "__len__") else map(float, interval)
         if not lo < hi:
             raise ValueError(f"interval={interval!r} is invalid: must be B > 0 or (range_min, range_max) increasing")
@@ -145,7 +152,7 @@ class RQSplineTransformer(AbstractTransformer):
 
     @property
     def circular(self) -> bool:
-        return self.boundary == "circular"
+        return isinstance(self.boundary, Circular)
 
     @property
     def period(self) -> float:
@@ -153,7 +160,7 @@ class RQSplineTransformer(AbstractTransformer):
 
     @property
     def num_params(self) -> int:
-        return 3 * self.knots + 1 + (1 if self.circular else 0)
+        return 3 * self.knots + 1 + self.boundary.num_extra_params
 
     def spline(self, params: Float[Array, " p"]) -> distrax.RationalQuadraticSpline:
         """The distrax spline for these parameters (without the rotation)."""
@@ -161,27 +168,18 @@ class RQSplineTransformer(AbstractTransformer):
             params[: 3 * self.knots + 1],
             self.range_min,
             self.range_max,
-            boundary_slopes=self.boundary,
+            boundary_slopes=self.boundary.distrax_slopes,
             min_bin_size=self.min_bin_size,
             min_knot_slope=self.min_knot_slope,
         )
 
-    def _wrap(self, x):
-        return jnp.mod(x - self.range_min, self.period) + self.range_min
-
-    def _rotation(self, params):
-        # tanh keeps the raw angle in one turn; the period makes zero parameters the identity.
-        return 0.5 * self.period * jnp.tanh(params[-1])
-
     def transform_and_log_det(self, x, params):
         y, ld = self.spline(params).forward_and_log_det(x)
-        if self.circular:
-            y = self._wrap(y + self._rotation(params))
-        return y, ld
+        extra = params[3 * self.knots + 1 :]
+        return self.boundary.after_transform(y, extra, self.range_min, self.range_max), ld
 
     def inverse_and_log_det(self, y, params):
-        if self.circular:
-            y = self._wrap(y - self._rotation(params))
+        y = self.boundary.before_inverse(y, params[3 * self.knots + 1 :], self.range_min, self.range_max)
         return self.spline(params).inverse_and_log_det(y)
 
 

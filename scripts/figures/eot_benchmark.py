@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bridges_common import train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
 
-from genflow.bridges import BenchmarkPairs, EOTBenchmark, cbw_uvp  # noqa: E402
+from genflow.bridges import BenchmarkPairs, EOTBenchmark, Forward, cbw_uvp  # noqa: E402
 
 PAPER = {0.1: [0.03, 0.08, 0.28, 0.60], 1.0: [0.05, 0.09, 0.24, 0.62], 10.0: [0.07, 0.11, 0.21, 0.37]}
 LR = {0.1: 1e-3, 1.0: 3e-3, 10.0: 6e-2}
@@ -131,7 +131,7 @@ def dsbm_stage_curve(bench, data, var, b, seed, ot_init):
 
     def watch(stage, direction, model):
         nonlocal paused
-        if direction == "forward":
+        if direction == Forward():
             t = time.perf_counter()
             cbw = evaluate(model, bench, var, b["num_inputs"], b["num_samples"])
             curve.append({"stage": stage, "steps": stage * per, "cbw_uvp": cbw, "train_s": t - t0 - paused})

@@ -7,7 +7,16 @@ import optax
 import ot
 import pytest
 
-from genflow.bridges import DSBM, BridgeMatching, GaussianBridge, entropic_coupling, fit_dsbm
+from genflow.bridges import (
+    DSBM,
+    Backward,
+    Both,
+    BridgeMatching,
+    Forward,
+    GaussianBridge,
+    entropic_coupling,
+    fit_dsbm,
+)
 from genflow.nn import MLP
 
 
@@ -40,7 +49,7 @@ def test_bridge_matching_drift_from_the_exact_endpoint_is_the_gaussian_drift(x64
     assert exact < shifted
 
 
-@pytest.mark.parametrize("direction", ["forward", "backward", "both"])
+@pytest.mark.parametrize("direction", [Forward(), Backward(), Both()])
 def test_dsbm_losses_are_finite_and_train_only_their_network(direction):
     net = MLP(2, width=16, depth=1, key=jax.random.key(0))
     model = DSBM(net, (2,), eps=0.2, direction=direction, num_sim_steps=4)
@@ -49,7 +58,7 @@ def test_dsbm_losses_are_finite_and_train_only_their_network(direction):
     assert np.isfinite(float(loss))
     fwd = sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads.forward))
     bwd = sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads.backward))
-    assert (fwd > 0) == (direction != "backward") and (bwd > 0) == (direction != "forward")
+    assert (fwd > 0) == (direction != Backward()) and (bwd > 0) == (direction != Forward())
 
 
 def test_dsbm_first_stage_trains_on_the_given_coupling_and_later_stages_ignore_it():
@@ -60,7 +69,7 @@ def test_dsbm_first_stage_trains_on_the_given_coupling_and_later_stages_ignore_i
         return *pinned, cond
 
     def losses(first_stage, coupling):
-        model = DSBM(net, (2,), eps=0.2, direction="forward", first_stage=first_stage, num_sim_steps=4,
+        model = DSBM(net, (2,), eps=0.2, direction=Forward(), first_stage=first_stage, num_sim_steps=4,
                      coupling=coupling)  # fmt: skip
         return [float(model.loss(jax.random.key(2), jax.random.normal(jax.random.key(s), (16, 2)))) for s in (3, 4)]
 
@@ -85,19 +94,18 @@ def test_fit_dsbm_alternates_from_the_independent_coupling_and_ends_forward():
     def watch(stage, direction, m):
         seen.append((stage, direction, m.direction))
         # Only the stage's own network moved: the other one is the one it simulated with.
-        moved = m.forward if direction == "forward" else m.backward
-        kept = m.backward if direction == "forward" else m.forward
-        before = {"forward": prev[0].forward, "backward": prev[0].backward}
-        assert not _same(moved, before[direction])
-        assert _same(kept, before["backward" if direction == "forward" else "forward"])
+        moved = m.forward if direction == Forward() else m.backward
+        kept = m.backward if direction == Forward() else m.forward
+        assert not _same(moved, prev[0].forward if direction == Forward() else prev[0].backward)
+        assert _same(kept, prev[0].backward if direction == Forward() else prev[0].forward)
         prev[0] = m
 
     prev = [model]
     fitted = fit_dsbm(model, StandardNormal((2,)), trainer, key=jax.random.key(2), num_iterations=num_iterations,
                       callback=watch)  # fmt: skip
-    want = ["forward" if (num_iterations - i) % 2 else "backward" for i in range(num_iterations)]
-    assert seen == [(i + 1, d, "both") for i, d in enumerate(want)]
-    assert want[-1] == "forward" and fitted.direction == "both"
+    want = [Forward() if (num_iterations - i) % 2 else Backward() for i in range(num_iterations)]
+    assert seen == [(i + 1, d, Both()) for i, d in enumerate(want)]
+    assert want[-1] == Forward() and fitted.direction == Both()
     with pytest.raises(ValueError, match="num_iterations=1 is invalid"):
         fit_dsbm(model, StandardNormal((2,)), trainer, key=jax.random.key(2), num_iterations=1)
 

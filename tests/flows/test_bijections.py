@@ -19,6 +19,7 @@ from genflow.flows import (
     Affine,
     AffineTransformer,
     Chain,
+    Circular,
     Coupling,
     LULinear,
     MaskedAutoregressive,
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("x64_module")
 
 DIM = 4
 SPLINE = RQSplineTransformer(knots=5, interval=3.0)
-CIRCLE = RQSplineTransformer(knots=5, interval=(-math.pi, math.pi), boundary="circular")
+CIRCLE = RQSplineTransformer(knots=5, interval=(-math.pi, math.pi), boundary=Circular())
 K = jax.random.split(jax.random.key(0), 12)
 FACTORIES = {
     "affine": lambda: Affine(jnp.zeros(DIM)),
@@ -196,6 +197,6 @@ def test_bad_arguments_name_the_value():
     with pytest.raises(ValueError, match="permutation='reverse' is invalid"):
         coupling_flow(2, permutation="reverse", key=jax.random.key(0))
     with pytest.raises(ValueError, match="lu_linear=True is invalid"):
-        coupling_flow(2, RQSplineTransformer(8, (-math.pi, math.pi), "circular"), lu_linear=True, key=jax.random.key(0))
+        coupling_flow(2, RQSplineTransformer(8, (-math.pi, math.pi), Circular()), lu_linear=True, key=jax.random.key(0))
     with pytest.raises(ValueError, match="different shapes"):
         Chain([Affine(jnp.zeros(2)), Affine(jnp.zeros(3))])

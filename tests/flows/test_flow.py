@@ -15,6 +15,7 @@ from genflow.distributions import Gaussian, StandardNormal
 from genflow.flows import (
     AffineTransformer,
     Chain,
+    Circular,
     Flow,
     Identity,
     ImportanceSamplingHook,
@@ -71,7 +72,7 @@ def test_densities_integrate_to_one_in_1d_and_2d():
 
 def test_torus_flow_integrates_to_one_on_the_grid():
     bij = coupling_flow(
-        2, RQSplineTransformer(6, (-math.pi, math.pi), "circular"), num_layers=3, width=16, key=jax.random.key(7)
+        2, RQSplineTransformer(6, (-math.pi, math.pi), Circular()), num_layers=3, width=16, key=jax.random.key(7)
     )
     flow = Flow(randomize(bij, jax.random.key(8), scale=0.1), base=Uniform((2,)))
     n = 200

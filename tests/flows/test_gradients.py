@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genflow.flows import RQSplineTransformer
+from genflow.flows import Circular, RQSplineTransformer
 
 SPLINE = RQSplineTransformer(knots=5, interval=3.0)
-CIRCLE = RQSplineTransformer(knots=5, interval=(-math.pi, math.pi), boundary="circular")
+CIRCLE = RQSplineTransformer(knots=5, interval=(-math.pi, math.pi), boundary=Circular())
 
 
 def _spline_params(key, knots, extra=0):

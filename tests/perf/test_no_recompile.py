@@ -12,7 +12,7 @@ import jax
 import optax
 import pytest
 
-from genflow.bridges import DSBM, BridgeMatching, LightSB, MixturePotential, entropic_coupling
+from genflow.bridges import DSBM, BridgeMatching, Forward, LightSB, MixturePotential, entropic_coupling
 from genflow.couplings import IndependentCoupling
 from genflow.data import Toy2D
 from genflow.diffusion import Ancestral, DiffusionModel, ProbabilityFlow
@@ -103,7 +103,7 @@ def bridge_matching():
 
 
 def dsbm_stage():
-    return DSBM(mlp(), (2,), eps=0.5, sampler=EulerMaruyama(4), num_sim_steps=4).with_stage("forward")
+    return DSBM(mlp(), (2,), eps=0.5, sampler=EulerMaruyama(4), num_sim_steps=4).with_stage(Forward())
 
 
 FAMILIES = [flow_matching, stochastic_interpolant, diffusion, flow, smd, lightsb, bridge_matching, dsbm_stage]
