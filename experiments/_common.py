@@ -157,7 +157,10 @@ def _net_size_keys(cfg: DictConfig) -> str:
 def check_net_matches_data(cfg: DictConfig, data: Any) -> None:
     """The network's declared input shape must equal the data's example shape."""
     net = eqx.filter_eval_shape(build_net, cfg, jax.random.key(0))
-    want, got = tuple(getattr(net, "data_shape", ())), tuple(data.event_shape)
+    # Networks declare data_shape; a bijection acts on examples of its shape unless it says otherwise (a
+    # Hamiltonian map's state holds position, momentum and a time variable around each example).
+    want = getattr(net, "data_shape", getattr(net, "shape", ()))
+    want, got = tuple(want), tuple(data.event_shape)
     if want and want != got:
         raise ConfigError(
             f"{_net_size_keys(cfg)} does not match the data: net takes examples of shape {want} but "

@@ -61,11 +61,6 @@ class AbstractBijection(eqx.Module):
         """``f^{-1}(y)``."""
         return self.inverse_and_log_det(y, cond)[0]
 
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        """Shape of one example (the name the config checks look for)."""
-        return self.shape
-
 
 def _check_compatible(bijections: Sequence[AbstractBijection]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
     shapes = {b.shape for b in bijections}
