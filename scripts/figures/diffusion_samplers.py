@@ -6,7 +6,8 @@ Target: the three-component, anisotropic 2D mixture of the diffusion oracle test
 process: the continuous VP SDE (Song et al. 2021), ``x_t = alpha_t x0 + sigma_t eps``. Under it the mixture stays a
 mixture, ``p_t = sum_k w_k N(alpha_t mu_k, alpha_t^2 S_k + sigma_t^2 I)``, so the exact score is known at every t
 (:meth:`GaussianMixture.noised`). Every sampler runs twice: on that exact score (only discretisation error) and on
-an eps-prediction MLP trained on the mixture (``experiment=diffusion_2d`` with this target; learning error too).
+an eps-prediction MLP trained on the mixture (``experiment=diffusion_samplers``: diffusion_2d on this target; learning
+error too).
 
 Samplers (all with the same VP schedule): DDPM ancestral, DDIM (eta = 0), Euler–Maruyama on the reverse SDE,
 predictor–corrector (Euler–Maruyama predictor plus one Langevin corrector step at snr 0.16), Euler on the
@@ -42,8 +43,10 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import optax
+from omegaconf import DictConfig, OmegaConf
 
+from experiments._common import build_data, build_net, build_sampler, build_trainer, instantiate_at
+from experiments.compose import compose
 from genflow.diffusion import (
     DDIM,
     AbstractDiffusionSampler,
@@ -59,35 +62,25 @@ from genflow.diffusion import (
 )
 from genflow.distributions import GaussianMixture
 from genflow.metrics import energy_distance
-from genflow.nn import MLP
 from genflow.solvers import DiffraxODE, Euler, EulerMaruyama, Heun
-from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
-WEIGHTS = (0.2, 0.3, 0.5)
-MEANS = ((-2.5, 0.0), (2.0, 2.0), (1.5, -2.0))
-COVS = (((0.30, 0.10), (0.10, 0.20)), ((0.40, -0.15), (-0.15, 0.30)), ((0.25, 0.0), (0.0, 0.50)))
+# Training: configs/experiment/diffusion_samplers.yaml (diffusion_2d on this target), built with experiments/train.py's
+# builders; the sweeps: its figure.* node. --quick adds configs/debug/diffusion_samplers.yaml.
+EXPERIMENT = "diffusion_samplers"
 
-FULL = {
-    "nfe": (5, 10, 20, 50, 100, 200, 500, 1000),
-    "tolerances": (1e-1, 1e-2, 1e-3, 1e-4, 1e-5),
-    "seeds": 3,
-    "num_samples": 2000,
-    "entropy_samples": 200_000,
-    "train_steps": 6000,
-    "batch": 256,
-    "width": 128,
-    "depth": 3,
-    "emb_dim": 64,
-    "lr": 2e-3,
-    "scatter_nfe": (10, 100),
-}
-QUICK = {**FULL, "nfe": (5, 20), "tolerances": (1e-2,), "seeds": 1, "num_samples": 400, "entropy_samples": 20_000,
-         "train_steps": 300, "scatter_nfe": (5, 20)}  # fmt: skip
+
+def settings(cfg: DictConfig) -> dict:
+    """The run's settings as numbers.json records them: ``figure.*``, then the training run's."""
+    adam = cfg.optim._args_[1]
+    figure = {k: tuple(v) if isinstance(v, list) else v for k, v in OmegaConf.to_container(cfg.figure).items()}
+    return figure | dict(train_steps=cfg.train.num_steps, batch=cfg.train.batch_size, width=cfg.net.width,
+                         depth=cfg.net.depth, emb_dim=cfg.net.emb_dim, lr=adam.learning_rate.peak_value)  # fmt: skip
+
 
 # name -> (builder: target NFE -> sampler, the NFE it reports for that target)
 SAMPLERS: dict[str, Callable[[int], AbstractDiffusionSampler]] = {
@@ -101,8 +94,9 @@ SAMPLERS: dict[str, Callable[[int], AbstractDiffusionSampler]] = {
 ADAPTIVE = "pf_tsit5"
 
 
-def target() -> GaussianMixture:
-    return GaussianMixture(jnp.asarray(WEIGHTS), jnp.asarray(MEANS), jnp.asarray(COVS))
+def target(cfg: DictConfig | None = None) -> GaussianMixture:
+    """The experiment's data (configs/data/gmm3_2d.yaml): a 3-component mixture with full covariances."""
+    return build_data(compose(EXPERIMENT) if cfg is None else cfg)
 
 
 def exact_score(p0: GaussianMixture, schedule: AbstractSchedule) -> Callable:
@@ -119,16 +113,12 @@ def run_sampler(sampler, score, schedule, key, num: int):
     return sol.y, jnp.asarray(sol.nfe)
 
 
-def train(p0: GaussianMixture, cfg: dict, key) -> tuple[DiffusionModel, float]:
+def train(p0: GaussianMixture, cfg: DictConfig, key) -> tuple[DiffusionModel, float]:
+    """The experiment's model and Trainer, built as experiments/train.py builds them, with the figure's own keys."""
     k_net, k_fit = jax.random.split(key)
-    net = MLP(2, width=cfg["width"], depth=cfg["depth"], emb_dim=cfg["emb_dim"], key=k_net)
-    model = DiffusionModel(net, (2,), schedule=VPSchedule())
-    steps = cfg["train_steps"]
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], warmup_steps=steps // 20, decay_steps=steps)
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
-    trainer = Trainer(opt, steps, cfg["batch"], steps_per_call=math.gcd(steps, 1000), progress=False)
+    model = instantiate_at(cfg, "model", net=build_net(cfg, k_net), data_shape=(2,), sampler=build_sampler(cfg))
     t0 = time.perf_counter()
-    state = trainer.fit(model, p0, key=k_fit)
+    state = build_trainer(cfg, run_dir=None).fit(model, p0, key=k_fit)
     jax.block_until_ready(state.ema_model)
     return state.ema_model, time.perf_counter() - t0
 
@@ -229,15 +219,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "scripts/figures/results/diffusion_samplers"))
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks that the script runs")
     args = parser.parse_args(argv)
-    cfg = QUICK if args.quick else FULL
+    run_cfg = compose(EXPERIMENT, quick=args.quick)
+    cfg = settings(run_cfg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    p0, schedule = target(), VPSchedule()
+    p0, schedule = target(run_cfg), VPSchedule()
     key = jax.random.key(0)
     entropy = float(-jnp.mean(p0.log_prob(p0.sample(jax.random.key(1), cfg["entropy_samples"]))))
     t0 = time.perf_counter()
-    model, train_seconds = train(p0, cfg, jax.random.key(2))
+    model, train_seconds = train(p0, run_cfg, jax.random.key(2))
     scores = {"exact_score": exact_score(p0, schedule), "trained_net": model.batched_score()}
     results, scatter = {}, {}
     for src, score in scores.items():

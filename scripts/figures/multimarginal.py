@@ -23,6 +23,7 @@ import argparse
 import functools
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -30,8 +31,10 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
+from omegaconf import DictConfig, OmegaConf
 
-from genflow.data import Toy2D
+from experiments._common import build_net, build_sampler, build_trainer, instantiate_at
+from experiments.compose import compose
 from genflow.interpolants._multimarginal import (
     EdgePath,
     FourierPath,
@@ -39,31 +42,58 @@ from genflow.interpolants._multimarginal import (
     optimize_path,
 )
 from genflow.metrics import energy_distance, w2_exact
-from genflow.nn import multimarginal_net
-from genflow.solvers import RK4
-from genflow.train import Trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "gaussian"  # vertex 0 is the N(0, I) base
-FULL = {
-    "marginals": ("moons", "checkerboard", "8gaussians"),
-    "train_steps": 6000,
-    "batch": 512,
-    "width": 256,
-    "depth": 3,
-    "alpha": 1.0,
-    "edge_fraction": 0.5,
-    "ode_steps": 20,
-}
-FULL |= {"path_steps": 300, "n_plot": 1000, "n_eval": 1000}
-QUICK = FULL | {"train_steps": 200, "batch": 128, "width": 32, "depth": 2, "ode_steps": 5}
-QUICK |= {"path_steps": 20, "n_plot": 200, "n_eval": 200}
+# Model and training: configs/experiment/multimarginal_figure.yaml (the experiment multimarginal with the figure's
+# optimizer), built with experiments/train.py's builders; path optimisation and evaluation sizes: its figure.* node.
+# --quick adds configs/debug/multimarginal.yaml.
+EXPERIMENT = "multimarginal_figure"
 
 
-def main() -> dict:
+def compose_config(quick: bool = False, overrides: Sequence[str] = ()) -> DictConfig:
+    return compose(EXPERIMENT, overrides, quick=quick, debug="multimarginal")
+
+
+def cli_overrides(args: argparse.Namespace) -> list[str]:
+    """The command line's edits as Hydra overrides of the experiment."""
+    out = []
+    if args.alpha is not None:
+        out.append(f"model.dirichlet_alpha={args.alpha}")
+    if args.edge_fraction is not None:
+        out.append(f"model.edge_fraction={args.edge_fraction}")
+    if args.train_steps is not None:  # the warm-up stays 5 % of the run, the chunks at most 1000 steps
+        steps = args.train_steps
+        out += [f"train.num_steps={steps}", f"train.steps_per_call={min(steps, 1000)}"]
+        out.append(f"optim._args_.0.learning_rate.warmup_steps={steps // 20}")
+    if args.marginals is not None:
+        toys = ",".join(f"{{_target_:genflow.data.Toy2D,name:{name}}}" for name in args.marginals)
+        out += [f"model.marginals=[{toys}]", f"net.num_marginals={len(args.marginals) + 1}"]
+    return out
+
+
+def settings(cfg: DictConfig) -> dict:
+    """The run's settings as numbers.json records them."""
+    adam = cfg.optim._args_[0]
+    return {
+        "marginals": tuple(m.name for m in cfg.model.marginals),
+        "train_steps": cfg.train.num_steps,
+        "batch": cfg.train.batch_size,
+        "width": cfg.net.width,
+        "depth": cfg.net.depth,
+        "alpha": cfg.model.dirichlet_alpha,
+        "edge_fraction": cfg.model.edge_fraction,
+        "ode_steps": cfg.sampler.num_steps,
+        "lr": adam.learning_rate.peak_value,
+        "warmup_steps": adam.learning_rate.warmup_steps,
+        **OmegaConf.to_container(cfg.figure, resolve=True),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, default=ROOT / "scripts/figures/results/multimarginal")
     p.add_argument("--quick", action="store_true", help="tiny settings, for the smoke test")
@@ -71,15 +101,13 @@ def main() -> dict:
     p.add_argument("--edge-fraction", type=float, help="fraction of a drawn on the edges in the loss")
     p.add_argument("--train-steps", type=int)
     p.add_argument("--marginals", type=lambda s: tuple(s.split(",")), help="comma-separated Toy2D names")
-    args = p.parse_args()
-    cfg = dict(QUICK if args.quick else FULL)
-    overrides = {"alpha": args.alpha, "edge_fraction": args.edge_fraction, "train_steps": args.train_steps}
-    overrides["marginals"] = args.marginals
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    args = p.parse_args(argv)
+    run_cfg = compose_config(args.quick, cli_overrides(args))
+    cfg = settings(run_cfg) | {"quick": args.quick}
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
-    model, final_loss = train(cfg)
+    model, final_loss = train(run_cfg)
     t_train = time.perf_counter() - t_start
     quality = sample_quality(model, cfg["n_eval"])
     quality["identity_residual"] = identity_residual(model, cfg["n_eval"])
@@ -103,23 +131,12 @@ def main() -> dict:
     return numbers
 
 
-def train(cfg: dict) -> tuple[MultimarginalInterpolant, float]:
-    net = multimarginal_net(2, len(cfg["marginals"]) + 1, cfg["width"], cfg["depth"], key=jax.random.key(0))
-    sampler = RK4(num_steps=cfg["ode_steps"])
-    model = MultimarginalInterpolant(
-        net,
-        [Toy2D(n) for n in cfg["marginals"]],
-        (2,),
-        dirichlet_alpha=cfg["alpha"],
-        edge_fraction=cfg["edge_fraction"],
-        sampler=sampler,
-    )
-    steps = cfg["train_steps"]
-    optimizer = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 3e-3, warmup_steps=steps // 20, decay_steps=steps))
-    per_call = min(steps, 1000)
-    trainer = Trainer(optimizer, steps, cfg["batch"], steps_per_call=per_call, ema_decay=0.999, progress=False)
+def train(cfg: DictConfig) -> tuple[MultimarginalInterpolant, float]:
+    """The experiment's model and Trainer, built as experiments/train.py builds them, with the figure's own keys."""
+    net = build_net(cfg, jax.random.key(0))
+    model = instantiate_at(cfg, "model", net=net, data_shape=(2,), sampler=build_sampler(cfg))
     # The loss draws its own marginals; the trainer's batch (from the base) only sets the sample count.
-    state = trainer.fit(model, model.base, key=jax.random.key(1))
+    state = build_trainer(cfg, run_dir=None).fit(model, model.base, key=jax.random.key(1))
     keys = jax.random.split(jax.random.key(6), 8)
     loss = jnp.mean(jnp.stack([state.ema_model.loss(k, jnp.zeros((4096, 2))) for k in keys]))
     return state.ema_model, float(loss)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -41,60 +40,47 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import optax
+from omegaconf import DictConfig
 
-from genflow.data import Digits
-from genflow.diffusion import Ancestral, DataPrediction, DiffusionModel, DiscreteSchedule
+from experiments._common import build_data, build_net, build_sampler, build_trainer, instantiate_at
+from experiments.compose import compose
+from genflow.diffusion import Ancestral, DiscreteSchedule
 from genflow.metrics import digits_feature_mmd, energy_distance, mmd
-from genflow.nn import MLP, mixture_denoiser
-from genflow.smd import MixtureKernelOracle, MixtureObjective, RegressionObjective, SMDModel, ZeroLatent
-from genflow.train import Trainer
+from genflow.smd import MixtureKernelOracle, SMDModel
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-STEPS = (1, 2, 5, 10, 20, 50, 100, 1000)
-METHODS = ("ddpm", "smd_regression", "smd_mixture", "smd_eta0")
-GRID_SPACING, GRID_STD = 1.0, 0.1
-FULL = {
-    "gmm": dict(train_steps=3000, batch=256, seeds=2, num_samples=1000, width=128, depth=3, emb=64, lr=2e-3),
-    "digits": dict(train_steps=1500, batch=128, seeds=2, num_samples=360, width=256, depth=3, emb=64, lr=1e-3),
-}
-SMD = dict(eta_dim=8, latent_dim=32, latent_width=128, latent_depth=2, num_latent_draws=8)
-QUICK = {
-    "gmm": dict(train_steps=20, batch=32, seeds=1, num_samples=64, width=16, depth=1, emb=8, lr=1e-3),
-    "digits": dict(train_steps=20, batch=16, seeds=1, num_samples=32, width=16, depth=1, emb=8, lr=1e-3),
-}
-QUICK_SMD = dict(eta_dim=2, latent_dim=4, latent_width=8, latent_depth=1, num_latent_draws=2)
+GRID_SPACING, GRID_STD = 1.0, 0.1  # configs/data/gmm_grid.yaml holds the same mixture (a test checks that they agree)
+METHODS = ("ddpm", "smd_regression", "smd_mixture", "smd_eta0")  # the keys of figure.methods, in plot order
+# Models and training: configs/experiment/smd_few_steps.yaml (the experiment smd_gmm_grid with the figure's
+# optimizer) composed with figure.methods.<method> and figure.datasets.<data>, built with experiments/train.py's
+# builders; --quick adds configs/debug/smd_few_steps.yaml.
+EXPERIMENT = "smd_few_steps"
+
+
+def run_config(method: str, dataset: str, quick: bool = False) -> DictConfig:
+    """The experiment composed with ``figure.methods.<method>`` and ``figure.datasets.<dataset>``."""
+    figure = compose(EXPERIMENT, quick=quick).figure
+    return compose(EXPERIMENT, [*figure.methods[method], *figure.datasets[dataset]], quick=quick)
+
+
+def settings(cfg: DictConfig) -> dict:
+    """One run's settings as numbers.json records them."""
+    t, net, lr = cfg.train, cfg.net, cfg.optim._args_[1].learning_rate.peak_value
+    fig = cfg.figure
+    out = dict(train_steps=t.num_steps, batch=t.batch_size, seeds=fig.seeds, num_samples=fig.num_samples,
+               width=net.width, depth=net.depth, emb=net.emb_dim, lr=lr)  # fmt: skip
+    smd = ("eta_dim", "latent_dim", "latent_width", "latent_depth")
+    return out | {k: net[k] for k in smd if k in net}
 
 
 def grid_oracle() -> MixtureKernelOracle:
+    """The 5x5 grid target and its exact backward kernel. Built here rather than from the data config, whose weights
+    are normalised once less: the last bit of the weights would change the samples' mixture components."""
     g = GRID_SPACING * (np.arange(5) - 2.0)
     means = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
     return MixtureKernelOracle(np.ones(25), means, GRID_STD)
-
-
-def build(method: str, dim: int, cfg: dict, smd: dict, key) -> object:
-    schedule = DiscreteSchedule(1000)
-    if method == "ddpm":
-        net = MLP(dim, cfg["width"], cfg["depth"], cfg["emb"], key=key)
-        return DiffusionModel(net, (dim,), schedule, parametrization=DataPrediction(), sampler=Ancestral())
-    net = mixture_denoiser(
-        MLP,
-        data_dim=dim,
-        width=cfg["width"],
-        depth=cfg["depth"],
-        emb_dim=cfg["emb"],
-        eta_dim=smd["eta_dim"],
-        latent_dim=smd["latent_dim"],
-        latent_width=smd["latent_width"],
-        latent_depth=smd["latent_depth"],
-        key=key,
-    )
-    mixture = MixtureObjective(num_latent_draws=smd["num_latent_draws"])
-    objective = mixture if method == "smd_mixture" else RegressionObjective()
-    ablation = {"latent": ZeroLatent()} if method == "smd_eta0" else {}  # the default latent is eta ~ N(0, I)
-    return SMDModel(net, (dim,), schedule, parametrization=DataPrediction(), objective=objective, **ablation)
 
 
 def num_params(model) -> int:
@@ -102,20 +88,12 @@ def num_params(model) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(net) if isinstance(x, jax.Array)))
 
 
-def train(model, data, cfg: dict, key):
-    n = cfg["train_steps"]
-    opt = optax.chain(
-        optax.clip_by_global_norm(1.0), optax.adam(optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], 0, decay_steps=n))
-    )
-    chunk = math.gcd(n, 500)
-    trainer = Trainer(opt, n, cfg["batch"], steps_per_call=chunk, progress=False)
-    return trainer.fit(model, data, key=key).ema_model
-
-
-def fit(method: str, dim: int, cfg: dict, smd: dict, data, key) -> tuple[object, float]:
-    """Build ``method``'s model and train it: ``(EMA model, training seconds)``."""
+def fit(cfg: DictConfig, data, key) -> tuple[object, float]:
+    """Build the config's model (its net from ``fold_in(key, 7)``) and train it: ``(EMA model, training seconds)``."""
     t0 = time.time()
-    model = train(build(method, dim, cfg, smd, jax.random.fold_in(key, 7)), data, cfg, key)
+    net = build_net(cfg, jax.random.fold_in(key, 7))
+    model = instantiate_at(cfg, "model", net=net, data_shape=tuple(data.event_shape), sampler=build_sampler(cfg))
+    model = build_trainer(cfg, run_dir=None).fit(model, data, key=key).ema_model
     return model, time.time() - t0
 
 
@@ -133,7 +111,9 @@ def diagnostics(model, x0: jax.Array, key) -> dict:
     return {"eta_spread_t1": spread, "kernel_nll": nll}
 
 
-def run_gmm(cfg: dict, smd: dict, steps: tuple[int, ...]) -> dict:
+def run_gmm(quick: bool, steps: tuple[int, ...]) -> dict:
+    cfgs = {method: run_config(method, "gmm", quick) for method in METHODS}
+    cfg = cfgs["ddpm"].figure
     oracle = grid_oracle()
     data = oracle.mixture
     means = np.asarray(oracle.means)
@@ -155,7 +135,7 @@ def run_gmm(cfg: dict, smd: dict, steps: tuple[int, ...]) -> dict:
             return row
 
         for method in METHODS:
-            model, t_train = fit(method, 2, cfg, smd, data, k_train)
+            model, t_train = fit(cfgs[method], data, k_train)
             draw = lambda T, m=model: m.sample(k_sample, cfg["num_samples"], sampler=Ancestral(num_steps=T))  # noqa: E731
             row = sweep(draw, method)
             out["per_seed"][method].append(row)
@@ -171,16 +151,18 @@ def data_schedule() -> DiscreteSchedule:
     return DiscreteSchedule(1000)
 
 
-def run_digits(cfg: dict, smd: dict, steps: tuple[int, ...]) -> dict:
-    data = Digits(flatten=True)
-    ref = Digits(flatten=True, split="test").images
+def run_digits(quick: bool, steps: tuple[int, ...]) -> dict:
+    cfgs = {method: run_config(method, "digits", quick) for method in METHODS}
+    cfg = cfgs["ddpm"].figure
+    data = build_data(cfgs["ddpm"])
+    ref = instantiate_at(cfgs["ddpm"], "data", split="test").images  # the held-out split
     out = {"per_seed": {m: [] for m in METHODS}, "params": {}, "diag": {}, "samples": {}}
     out["floor_pixel"] = float(mmd(data.images[: ref.shape[0]], ref))
     out["floor_feature"] = float(digits_feature_mmd(data.images[: ref.shape[0]].reshape(-1, 1, 8, 8), ref))
     for seed in range(cfg["seeds"]):
         k_train, k_sample, k_diag = jax.random.split(jax.random.key(200 + seed), 3)
         for method in METHODS:
-            model, t_train = fit(method, 64, cfg, smd, data, k_train)
+            model, t_train = fit(cfgs[method], data, k_train)
             row = {}
             for T in steps:
                 y = jnp.clip(model.sample(k_sample, cfg["num_samples"], sampler=Ancestral(num_steps=T)), -1, 1)
@@ -257,13 +239,13 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfgs, smd = (QUICK, QUICK_SMD) if args.quick else (FULL, SMD)
-    steps = (1, 2) if args.quick else STEPS
-    numbers: dict = {"steps": list(steps), "config": {"runs": cfgs, "smd": smd, "grid_std": GRID_STD}}
+    steps = tuple(compose(EXPERIMENT, quick=args.quick).figure.steps)
+    runs = {d: {m: settings(run_config(m, d, args.quick)) for m in METHODS} for d in ("gmm", "digits")}
+    numbers: dict = {"steps": list(steps), "config": {"runs": runs, "grid_std": GRID_STD, "quick": args.quick}}
     panels = []
     t0 = time.time()
     if args.only in (None, "gmm"):
-        g = run_gmm(cfgs["gmm"], smd, steps)
+        g = run_gmm(args.quick, steps)
         numbers["gmm"] = {
             "energy": summarise(g["per_seed"], "energy", steps),
             "on_mode": summarise(g["per_seed"], "on_mode", steps),
@@ -278,7 +260,7 @@ def main(argv=None) -> dict:
         (out_dir / "numbers.json").write_text(json.dumps(numbers, indent=1, default=str))
     if args.only in (None, "digits"):
         t1 = time.time()
-        d = run_digits(cfgs["digits"], smd, steps)
+        d = run_digits(args.quick, steps)
         numbers["digits"] = {
             "feature_mmd": summarise(d["per_seed"], "feature_mmd", steps),
             "pixel_mmd": summarise(d["per_seed"], "pixel_mmd", steps),

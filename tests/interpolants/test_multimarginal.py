@@ -5,10 +5,6 @@ With independent x_k ~ N(mu_k, C_k), x(a) = sum_k a_k x_k ~ N(m(a), S(a)) with m
 S = sum_k a_k^2 C_k, and the exact fields are g_k(a, x) = mu_k + a_k C_k S^{-1} (x - m). Marginal 0 is N(0, I).
 """
 
-import subprocess
-import sys
-from pathlib import Path
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -27,8 +23,6 @@ from genflow.metrics import bures_wasserstein_sq
 from genflow.nn import multimarginal_net
 from genflow.solvers import RK4
 from genflow.train import Trainer
-
-ROOT = Path(__file__).resolve().parents[2]
 
 MUS = np.array([[0.0, 0.0], [-1.5, 0.5], [1.5, -0.5]])
 COVS = np.array([np.eye(2), [[0.3, 0.1], [0.1, 0.2]], [[0.5, -0.2], [-0.2, 0.4]]])
@@ -232,14 +226,3 @@ def test_bad_arguments_are_rejected():
         MultimarginalInterpolant(g, [], (2,))
     with pytest.raises(ValueError, match="edge_fraction"):
         MultimarginalInterpolant(g, [Gaussian(MUS[1], COVS[1])], (2,), edge_fraction=1.5)
-
-
-@pytest.mark.slow
-def test_figure_script_quick(tmp_path):
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts/figures/multimarginal.py"), "--quick", "--out", str(tmp_path)],
-        check=True,
-        timeout=900,
-    )
-    for name in ("all_pairs.png", "correspondences.png", "paths.png", "numbers.json"):
-        assert (tmp_path / name).exists(), name

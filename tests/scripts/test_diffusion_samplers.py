@@ -1,9 +1,5 @@
-"""scripts/figures/diffusion_samplers.py: its exact score (fast) and a QUICK run end to end (slow)."""
-
-import json
-import subprocess
-import sys
-from pathlib import Path
+"""scripts/figures/diffusion_samplers.py: its exact score and its settings from the experiment diffusion_samplers
+(fast), and a QUICK run end to end (slow)."""
 
 import jax
 import jax.numpy as jnp
@@ -12,14 +8,11 @@ import pytest
 
 from genflow.diffusion import VPSchedule
 
-from ._scripts import load_script
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts/figures/diffusion_samplers.py"
+from ._scripts import load_figure, run_quick
 
 
 def _load():
-    return load_script(SCRIPT)
+    return load_figure("diffusion_samplers")
 
 
 def test_exact_score_is_the_gradient_of_the_noised_log_density(x64):
@@ -33,10 +26,23 @@ def test_exact_score_is_the_gradient_of_the_noised_log_density(x64):
         np.testing.assert_allclose(ds.exact_score(p0, schedule)(jnp.asarray(t), x), auto, rtol=1e-10, atol=1e-12)
 
 
+def test_experiment_config_has_the_scripts_settings():
+    ds = _load()
+    full = ds.settings(ds.compose(ds.EXPERIMENT))
+    assert full == {"nfe": (5, 10, 20, 50, 100, 200, 500, 1000), "tolerances": (1e-1, 1e-2, 1e-3, 1e-4, 1e-5),
+                    "seeds": 3, "num_samples": 2000, "entropy_samples": 200_000, "train_steps": 6000, "batch": 256,
+                    "width": 128, "depth": 3, "emb_dim": 64, "lr": 2e-3, "scatter_nfe": (10, 100)}  # fmt: skip
+    quick = ds.settings(ds.compose(ds.EXPERIMENT, quick=True))
+    assert quick == full | {"nfe": (5, 20), "tolerances": (1e-2,), "seeds": 1, "num_samples": 400,
+                            "entropy_samples": 20_000, "train_steps": 300, "scatter_nfe": (5, 20)}  # fmt: skip
+    p0 = ds.target()
+    np.testing.assert_allclose(p0.weights, [0.2, 0.3, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(p0.means, [[-2.5, 0.0], [2.0, 2.0], [1.5, -2.0]])
+
+
 @pytest.mark.slow  # trains a small MLP and runs every sampler twice: about a minute on 2 CPU cores
 def test_quick_run_writes_figures_and_numbers(tmp_path):
-    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)], check=True, timeout=900)
-    numbers = json.loads((tmp_path / "numbers.json").read_text())
+    numbers = run_quick("diffusion_samplers", tmp_path, timeout=900)
     assert numbers["config"]["quick"] is True
     for src in ("exact_score", "trained_net"):
         assert set(numbers[src]) == {"ddpm_ancestral", "ddim", "reverse_sde_em", "pc_langevin", "pf_euler_t",
