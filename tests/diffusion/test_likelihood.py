@@ -48,7 +48,7 @@ def _gaussian(schedule):
 
 
 def test_pf_ode_likelihood_of_gaussian_data_is_exact(x64):
-    """With the exact p_T as prior, log p_0(x) from the ODE equals the analytic log-density (specs: ~1e-6)."""
+    """With the exact p_T as prior, log p_0(x) from the ODE equals the analytic log-density (to ~1e-6)."""
     for schedule in (VPSchedule(), VESchedule()):
         score, log_pt = _gaussian(schedule)
         x = jnp.asarray(MU + np.random.default_rng(0).standard_normal((6, 2)))
