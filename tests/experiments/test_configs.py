@@ -26,7 +26,9 @@ def test_there_are_experiments():
 SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_digits_cfg", "smd_digits",
                     "flow_smooth_torus", "flow_snf_double_well", "diffusion_digits", "lightsb_eot_benchmark",
                     "flow_realnvp_banana_rkl", "flow_cnf_moons", "flow_mixflow_banana", "dsbm_8gaussians_moons",
-                    "multimarginal", "ode_vs_sde", "fm_digits", "interpolants_couplings"}  # fmt: skip
+                    "multimarginal", "ode_vs_sde", "fm_digits", "interpolants_couplings", "eot_benchmark",
+                    "sb_cfm_eot_benchmark", "dsbm_eot_benchmark", "dsbm_eot_benchmark_curve", "gaussian_bridge",
+                    "gaussian_bridge_sb_cfm"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
