@@ -9,15 +9,20 @@ with the builders of ``experiments/train.py``; the scripts train on the pairs th
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Sequence
 
 import jax
+import matplotlib
 from omegaconf import DictConfig, OmegaConf
 
 from experiments._common import build_net, build_sampler, build_trainer, instantiate_at
 from experiments.compose import compose
 from genflow.bridges import fit_dsbm
+
+matplotlib.use("Agg")  # files only: no display on the machines that run these
+import matplotlib.pyplot as plt  # noqa: E402
 
 RUN = ["train.progress=false", "train.checkpoint_every=0"]  # a figure run: no progress bar, no run directory
 
@@ -25,6 +30,21 @@ RUN = ["train.progress=false", "train.checkpoint_every=0"]  # a figure run: no p
 def compose_run(experiment: str, overrides: Sequence[str] = (), quick: bool = False, debug: str | None = None):
     """The figure run's config of ``experiment`` (``configs/debug/<debug or experiment>.yaml`` too if ``quick``)."""
     return compose(experiment, [*RUN, *overrides], quick, debug=debug)
+
+
+def figure_parser(name: str) -> argparse.ArgumentParser:
+    """``--out`` (scripts/figures/results/<name> by default) and ``--quick`` (the experiments' debug configs)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default=f"scripts/figures/results/{name}")
+    p.add_argument("--quick", action="store_true")
+    return p
+
+
+def save_figure(fig, path, **layout) -> None:
+    """Lay out (``tight_layout(**layout)``), write at 120 dpi and close ``fig``."""
+    fig.tight_layout(**layout)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def pair_overrides(eps: float, dim: int, seed: int = 0) -> list[str]:

@@ -21,7 +21,6 @@ rewritten after every setting.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -34,8 +33,8 @@ import matplotlib
 from omegaconf import OmegaConf
 
 matplotlib.use("Agg")
+import _bridges_common as common  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-from _bridges_common import compose_run, pair_overrides, train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
 
 from genflow.bridges import BenchmarkPairs, EOTBenchmark, cbw_uvp  # noqa: E402
 
@@ -50,8 +49,8 @@ def evaluate(model, bench, var, n_in, n_s):
 
 def budget(quick: bool) -> dict:
     """The run's settings, from the experiment configs (their debug configs if ``quick``), for numbers.json."""
-    lightsb, sbcfm = compose_run("eot_benchmark", quick=quick), compose_run("sb_cfm_eot_benchmark", quick=quick)
-    dsbm, curve = compose_run("dsbm_eot_benchmark", quick=quick), compose_run("dsbm_eot_benchmark_curve", quick=quick)
+    names = ("eot_benchmark", "sb_cfm_eot_benchmark", "dsbm_eot_benchmark", "dsbm_eot_benchmark_curve")
+    lightsb, sbcfm, dsbm, curve = (common.compose_run(name, quick=quick) for name in names)
     fig = OmegaConf.to_container(lightsb.figure)
     return {
         **{k: fig[k] for k in ("dims", "eps", "seeds")},
@@ -81,8 +80,8 @@ def exact_floor(bench, var, b):
 def run_lightsb(eps, dim, seed, b, quick):
     bench, data, var = setting(eps, dim, seed)
     lr = f"optim.learning_rate.value={b['lightsb_lr'][eps]}"
-    cfg = compose_run("eot_benchmark", [*pair_overrides(eps, dim, seed), lr], quick)
-    lsb, secs = train_lightsb(cfg, bench.source, bench.target, data)
+    cfg = common.compose_run("eot_benchmark", [*common.pair_overrides(eps, dim, seed), lr], quick)
+    lsb, secs = common.train_lightsb(cfg, bench.source, bench.target, data)
     cbw = evaluate(lsb, bench, var, b["num_inputs"], b["num_samples"])
     row = {"eps": eps, "dim": dim, "seed": seed, "floor_exact_sampler": exact_floor(bench, var, b)}
     row["lightsb"] = {"cbw_uvp": cbw, "train_s": secs, "steps": cfg.train.num_steps}
@@ -95,20 +94,20 @@ def run_networks(row, b, quick, methods=("sb_cfm", "dsbm")):
     bench, data, var = setting(eps, dim, seed)
     n_in, n_s = b["num_inputs"], b["num_samples"]
     if "sb_cfm" in methods:
-        cfg = compose_run("sb_cfm_eot_benchmark", pair_overrides(eps, dim, seed), quick)
-        m, secs = train_sbcfm(cfg, bench.source, data)
+        cfg = common.compose_run("sb_cfm_eot_benchmark", common.pair_overrides(eps, dim, seed), quick)
+        m, secs = common.train_sbcfm(cfg, bench.source, data)
         row["sb_cfm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": cfg.train.num_steps}
     if "dsbm" in methods:
-        cfg = compose_run("dsbm_eot_benchmark", pair_overrides(eps, dim, seed), quick)
-        m, secs = train_dsbm(cfg, bench.source, data)
+        cfg = common.compose_run("dsbm_eot_benchmark", common.pair_overrides(eps, dim, seed), quick)
+        m, secs = common.train_dsbm(cfg, bench.source, data)
         steps = cfg.figure.num_iterations * cfg.train.num_steps
         row["dsbm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": steps}
 
 
 def dsbm_stage_curve(bench, data, var, b, seed, ot_init, quick):
     """cBW-UVP after every forward IMF stage; ``train_s`` excludes the evaluations."""
-    overrides = pair_overrides(bench.eps, bench.dim, seed) + ([OT_INIT] if ot_init else [])
-    cfg = compose_run("dsbm_eot_benchmark_curve", overrides, quick)
+    overrides = common.pair_overrides(bench.eps, bench.dim, seed) + ([OT_INIT] if ot_init else [])
+    cfg = common.compose_run("dsbm_eot_benchmark_curve", overrides, quick)
     eps, per = bench.eps, cfg.train.num_steps
     curve, t0, paused = [], time.perf_counter(), 0.0
 
@@ -121,7 +120,7 @@ def dsbm_stage_curve(bench, data, var, b, seed, ot_init, quick):
             paused += time.perf_counter() - t
             print(json.dumps({"eps": eps, "dim": bench.dim, "ot_init": ot_init, **curve[-1]}), flush=True)
 
-    train_dsbm(cfg, bench.source, data, callback=watch)
+    common.train_dsbm(cfg, bench.source, data, callback=watch)
     return curve
 
 
@@ -136,8 +135,10 @@ def run_dsbm_curve(eps, dim, seed, b, quick):
     run = {"eps": eps, "dim": dim, "seed": seed}
     run["dsbm"] = dsbm_stage_curve(bench, data, var, b, seed, False, quick)
     run["dsbm_ot_init"] = dsbm_stage_curve(bench, data, var, b, seed, True, quick)
-    cfg = compose_run("sb_cfm_eot_benchmark", [*pair_overrides(eps, dim, seed), "model.coupling=null"], quick)
-    oracle, secs = train_sbcfm(cfg, bench.source, BenchmarkPairs(bench, coupled=True))
+    cfg = common.compose_run(
+        "sb_cfm_eot_benchmark", [*common.pair_overrides(eps, dim, seed), "model.coupling=null"], quick
+    )
+    oracle, secs = common.train_sbcfm(cfg, bench.source, BenchmarkPairs(bench, coupled=True))
     cbw = evaluate(oracle, bench, var, b["num_inputs"], b["num_samples"])
     run["bridge_matching_true_plan"] = {"cbw_uvp": cbw, "train_s": secs, "steps": cfg.train.num_steps}
     return run
@@ -158,9 +159,7 @@ def plot_dsbm_curve(runs, out):
     ax.set(yscale="log", xlabel="training steps (IMF stages x steps per stage)", ylabel="cBW-UVP (%)")
     ax.set_title("DSBM against IMF stages (EOT-benchmark-style pairs)", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
-    fig.tight_layout()
-    fig.savefig(out / "dsbm_curve.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, out / "dsbm_curve.png")
 
 
 def dsbm_curve_main(b, out, quick):
@@ -196,15 +195,11 @@ def plot(rows, epss, dims, out):
     # One legend under the panels: inside, it hides the curves that rise to the top right.
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.suptitle("EOT-benchmark-style pairs (seeded; not the official files)")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(out / "cbw_uvp.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, out / "cbw_uvp.png", rect=(0, 0.07, 1, 1))
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", default="scripts/figures/results/eot_benchmark")
-    p.add_argument("--quick", action="store_true")
+    p = common.figure_parser("eot_benchmark")
     p.add_argument(
         "--part",
         choices=("all", "lightsb", "networks", "dsbm_curve"),

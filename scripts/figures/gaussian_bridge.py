@@ -16,7 +16,6 @@ includes compilation. Writes error_vs_dim.png and numbers.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -28,9 +27,9 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
+import _bridges_common as common  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
-from _bridges_common import compose_run, pair_overrides, train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
 
 from genflow.bridges import GaussianBridge  # noqa: E402
 from genflow.data import Paired  # noqa: E402
@@ -61,21 +60,21 @@ def conditional_error(sample_conditional, gb, n_in=50, n_s=500):
 def train_methods(gb, quick, budget):
     """Every method's conditional error on ``gb`` (and LightSB's covariance error); the step counts go to ``budget``."""
     src, tgt = Gaussian(gb.a, gb.A), Gaussian(gb.b, gb.B)
-    data, where = Paired(src, tgt), pair_overrides(EPS, gb.dim)
+    data, where = Paired(src, tgt), common.pair_overrides(EPS, gb.dim)
     out = {}
     for name, objective in OBJECTIVES.items():
-        cfg = compose_run("gaussian_bridge", [*where, f"model.objective._target_={objective}"], quick)
-        m, secs = train_lightsb(cfg, src, tgt, data)
+        cfg = common.compose_run("gaussian_bridge", [*where, f"model.objective._target_={objective}"], quick)
+        m, secs = common.train_lightsb(cfg, src, tgt, data)
         cov_err = float(jnp.max(jnp.abs(m.conditional_params(gb.a[None])[2][0] - gb.conditional(gb.a)[1])))
         err = conditional_error(m.sample_conditional, gb)
         out[name] = {"cond_error_pct": err, "cov_max_err": cov_err, "train_s": secs, "steps": cfg.train.num_steps}
         budget["lightsb_steps"] = cfg.train.num_steps
-    cfg = compose_run("gaussian_bridge_sb_cfm", where, quick, debug="sb_cfm_eot_benchmark")
-    m, secs = train_sbcfm(cfg, src, data)
+    cfg = common.compose_run("gaussian_bridge_sb_cfm", where, quick, debug="sb_cfm_eot_benchmark")
+    m, secs = common.train_sbcfm(cfg, src, data)
     out["sb_cfm"] = {"cond_error_pct": conditional_error(m.sample_conditional, gb), "train_s": secs}
     out["sb_cfm"]["steps"] = budget["sbcfm_steps"] = cfg.train.num_steps
-    cfg = compose_run("dsbm_eot_benchmark", where, quick)
-    m, secs = train_dsbm(cfg, src, data)
+    cfg = common.compose_run("dsbm_eot_benchmark", where, quick)
+    m, secs = common.train_dsbm(cfg, src, data)
     stages, per_stage = cfg.figure.num_iterations, cfg.train.num_steps
     budget.update(dsbm_stages=stages, dsbm_steps_per_stage=per_stage)
     out["dsbm"] = {"cond_error_pct": conditional_error(m.sample_conditional, gb), "train_s": secs}
@@ -93,15 +92,11 @@ def plot(rows, out):
     ax.set_xticks(dims, [str(d) for d in dims])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "error_vs_dim.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, out / "error_vs_dim.png")
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", default="scripts/figures/results/gaussian_bridge")
-    p.add_argument("--quick", action="store_true")
+    p = common.figure_parser("gaussian_bridge")
     p.add_argument("--plot-only", action="store_true", help="redraw the figure from --out's numbers.json")
     args = p.parse_args()
     out = Path(args.out)
@@ -109,7 +104,7 @@ def main():
     if args.plot_only:
         plot(json.loads((out / "numbers.json").read_text())["rows"], out)
         return
-    dims = list(compose_run("gaussian_bridge", quick=args.quick).figure.dims)
+    dims = list(common.compose_run("gaussian_bridge", quick=args.quick).figure.dims)
     rows, b = [], {"dims": dims}
     t_start = time.perf_counter()
     for dim in dims:
