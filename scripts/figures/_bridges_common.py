@@ -1,85 +1,105 @@
-"""Shared builders for the bridge reproduction scripts (LightSB, SB-CFM and DSBM with the shared Trainer).
+"""Shared builders for the bridge reproduction scripts (eot_benchmark.py, gaussian_bridge.py).
 
-Each jit call runs ``gcd(steps, 1000 or 500)`` steps: the Trainer needs ``num_steps`` to be a multiple of it.
+Each method is an experiment config, composed (with ``--quick``, its debug config) by :func:`compose_run`:
+LightSB ``lightsb_eot_benchmark`` (and ``eot_benchmark`` / ``gaussian_bridge``, which extend it), SB-CFM
+``sb_cfm_eot_benchmark``, DSBM ``dsbm_eot_benchmark``. Networks, models, optimizers and Trainers are built from it
+with the builders of ``experiments/train.py``; the scripts train on the pairs they build themselves, so the source
+``model.base`` and LightSB's ``net.init_data`` are the script's distributions, passed to the constructors.
 """
 
 from __future__ import annotations
 
-import math
+import argparse
 import time
+from collections.abc import Sequence
 
 import jax
-import optax
+import matplotlib
+from omegaconf import DictConfig, OmegaConf
 
-from genflow.bridges import DSBM, BridgeMatching, LightSB, MixturePotential, entropic_coupling, fit_dsbm
-from genflow.nn import MLP
-from genflow.solvers import EulerMaruyama
-from genflow.train import Trainer
+from experiments._common import build_net, build_sampler, build_trainer, instantiate_at
+from experiments.compose import compose
+from genflow.bridges import fit_dsbm
+
+matplotlib.use("Agg")  # files only: no display on the machines that run these
+import matplotlib.pyplot as plt  # noqa: E402
+
+RUN = ["train.progress=false", "train.checkpoint_every=0"]  # a figure run: no progress bar, no run directory
 
 
-def train_lightsb(
-    source, target, data, eps, *, k=50, diagonal=True, s_init=1.0, lr=3e-3, steps=3000, seed=0, objective=None
-):
-    pot = MixturePotential(
-        source.event_shape[0], k, diagonal=diagonal, s_init=s_init, init_data=target, key=jax.random.key(seed)
-    )
-    model = LightSB(pot, eps=eps, base=source, objective=objective)
-    trainer = Trainer(
-        optax.adam(lr),
-        num_steps=steps,
-        batch_size=128,
-        steps_per_call=math.gcd(steps, 1000),
-        progress=False,
-        ema_decay=0.0,
-    )
+def compose_run(experiment: str, overrides: Sequence[str] = (), quick: bool = False, debug: str | None = None):
+    """The figure run's config of ``experiment`` (``configs/debug/<debug or experiment>.yaml`` too if ``quick``)."""
+    return compose(experiment, [*RUN, *overrides], quick, debug=debug)
+
+
+def figure_parser(name: str) -> argparse.ArgumentParser:
+    """``--out`` (scripts/figures/results/<name> by default) and ``--quick`` (the experiments' debug configs)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default=f"scripts/figures/results/{name}")
+    p.add_argument("--quick", action="store_true")
+    return p
+
+
+def save_figure(fig, path, **layout) -> None:
+    """Lay out (``tight_layout(**layout)``), write at 120 dpi and close ``fig``."""
+    fig.tight_layout(**layout)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def pair_overrides(eps: float, dim: int, seed: int = 0) -> list[str]:
+    """Overrides for one benchmark setting: the bridge's eps, the dimension and the seed of the pair and the run."""
+    return [f"model.eps={eps}", f"bench.dim={dim}", f"bench.seed={seed}", f"train.seed={seed}"]
+
+
+def _given(cfg: DictConfig, **nodes: dict) -> DictConfig:
+    """``cfg`` with the keys the script passes itself set to null, so that the config does not build them."""
+    return OmegaConf.merge(cfg, {group: dict.fromkeys(keys) for group, keys in nodes.items()})
+
+
+def _fit(cfg: DictConfig, fit):
+    """``fit(trainer, key)`` with the Trainer of ``cfg``; returns the fitted model and its training time (s)."""
+    trainer = build_trainer(cfg, None)
     t0 = time.perf_counter()
-    fitted = jax.block_until_ready(trainer.fit(model, data, key=jax.random.key(seed + 1)).model)
+    fitted = jax.block_until_ready(fit(trainer, jax.random.key(cfg.train.seed + 1)))
     return fitted, time.perf_counter() - t0
 
 
-def _net(dim, seed, width):
-    return MLP(dim, width=width, depth=3, key=jax.random.key(seed))
+def train_lightsb(cfg: DictConfig, source, target, data):
+    """LightSB of ``cfg`` from ``source``; the potential's means start at samples of ``target``."""
+    cfg = _given(cfg, model=("base",), net=("init_data",))
+    make = instantiate_at(cfg, "net")  # a partial, like build_net's, that also takes the initial means' data
+    potential = make(init_data=target, key=jax.random.key(cfg.train.seed))
+    model = instantiate_at(cfg, "model", net=potential, base=source)
+    return _fit(cfg, lambda trainer, key: trainer.fit(model, data, key=key).model)
 
 
-def train_sbcfm(source, data, eps, *, steps=2000, seed=0, width=128, sim_steps=50, ot=True):
-    """SB-CFM; ``ot=False`` is plain bridge matching on the pairs as the data gives them."""
-    dim = source.event_shape[0]
-    model = BridgeMatching(
-        _net(dim, seed, width),
-        (dim,),
-        eps=eps,
+def _bridge_model(cfg: DictConfig, source, **nets):
+    """The network bridge of ``cfg`` (SB-CFM, DSBM) from ``source``, its endpoint net keyed by ``train.seed``."""
+    return instantiate_at(
+        cfg,
+        "model",
+        net=build_net(cfg, jax.random.key(cfg.train.seed)),
+        data_shape=tuple(source.event_shape),
+        sampler=build_sampler(cfg),
         base=source,
-        sampler=EulerMaruyama(num_steps=sim_steps),
-        coupling=entropic_coupling(eps) if ot else None,
+        **nets,
     )
-    opt = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 1e-3, warmup_steps=100, decay_steps=steps))
-    trainer = Trainer(opt, num_steps=steps, batch_size=256, steps_per_call=math.gcd(steps, 500), progress=False)
-    t0 = time.perf_counter()
-    fitted = jax.block_until_ready(trainer.fit(model, data, key=jax.random.key(seed + 1)).ema_model)
-    return fitted, time.perf_counter() - t0
 
 
-def train_dsbm(
-    source, data, eps, *, steps_per_stage=1000, stages=4, seed=0, width=128, sim_steps=50, callback=None, ot_init=False
-):
-    """DSBM by alternating IMF; ``ot_init`` starts it from minibatch entropic OT pairs instead of independent ones."""
-    dim = source.event_shape[0]
-    model = DSBM(
-        _net(dim, seed, width),
-        (dim,),
-        eps=eps,
-        base=source,
-        sampler=EulerMaruyama(num_steps=sim_steps),
-        backward_net=_net(dim, seed + 7, width),
-        num_sim_steps=20,
-        coupling=entropic_coupling(eps) if ot_init else None,
-    )
-    opt = optax.adam(1e-3)
-    trainer = Trainer(
-        opt, num_steps=steps_per_stage, batch_size=256, steps_per_call=math.gcd(steps_per_stage, 500), progress=False
-    )
-    t0 = time.perf_counter()
-    fitted = jax.block_until_ready(
-        fit_dsbm(model, data, trainer, key=jax.random.key(seed + 1), num_iterations=stages, callback=callback)
-    )
-    return fitted, time.perf_counter() - t0
+def train_sbcfm(cfg: DictConfig, source, data):
+    """SB-CFM of ``cfg`` (bridge matching on the pairs as the data gives them with ``model.coupling=null``)."""
+    model = _bridge_model(_given(cfg, model=("base",)), source)
+    return _fit(cfg, lambda trainer, key: trainer.fit(model, data, key=key).ema_model)
+
+
+def train_dsbm(cfg: DictConfig, source, data, callback=None):
+    """DSBM of ``cfg`` by alternating IMF (``figure.num_iterations`` stages); the backward net has its own key."""
+    cfg = _given(cfg, model=("base",))
+    model = _bridge_model(cfg, source, backward_net=build_net(cfg, jax.random.key(cfg.train.seed + 7)))
+    stages = cfg.figure.num_iterations
+
+    def fit(trainer, key):
+        return fit_dsbm(model, data, trainer, key=key, num_iterations=stages, callback=callback)
+
+    return _fit(cfg, fit)

@@ -6,11 +6,13 @@
 Pairs follow the construction of Gushchin et al. (NeurIPS 2023) but are generated from seeds
 (:meth:`EOTBenchmark.generate`), because the official parameter files cannot be downloaded here: the numbers are
 "EOT-benchmark-style" and not comparable with the paper's table (quoted in numbers.json for reference).
-LightSB: K=50, diagonal S, S init 1, Adam with the paper's lr per eps, batch 128, the paper's 10k steps. SB-CFM
-(minibatch entropic OT, batch 256, Adam 1e-3 warmup-cosine) and DSBM (alternating IMF stages with the shared
-Trainer, 20-step simulations) use MLP endpoint networks (width 128, depth 3) and Euler–Maruyama with 50 steps for
-sampling; their budgets, settings and seeds are cut for two CPU cores (SB-CFM solves an annealed log-domain
-Sinkhorn on each batch of 256: 10-220 ms per step here). Every budget (steps, seeds, test inputs x conditional
+LightSB (experiment ``eot_benchmark``, which also holds the settings under ``figure``): K=50, diagonal S, S init 1,
+Adam with the paper's lr per eps, batch 128, the paper's 10k steps. SB-CFM (``sb_cfm_eot_benchmark``: minibatch
+entropic OT, batch 256, Adam 1e-3 warmup-cosine) and DSBM (``dsbm_eot_benchmark``: alternating IMF stages with the
+shared Trainer, 20-step simulations) use MLP endpoint networks (width 128, depth 3) and Euler–Maruyama with 50 steps
+for sampling; their budgets, settings and seeds are cut for two CPU cores (SB-CFM solves an annealed log-domain
+Sinkhorn on each batch of 256: 10-220 ms per step here). ``--quick`` composes each experiment's debug config
+(``configs/debug/``). Every budget (steps, seeds, test inputs x conditional
 samples for cBW-UVP) is written into numbers.json under ``budget`` (see :func:`budget`); ``train_s`` is the wall
 time of training including compilation; ``floor_exact_sampler`` is the cBW-UVP of the ground-truth conditional
 sampler at the same test budget (the metric's estimation floor). Writes cbw_uvp.png and numbers.json, both
@@ -19,28 +21,26 @@ rewritten after every setting.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import matplotlib
+from omegaconf import OmegaConf
 
 matplotlib.use("Agg")
+import _bridges_common as common  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bridges_common import train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
 
 from genflow.bridges import BenchmarkPairs, EOTBenchmark, Forward, cbw_uvp  # noqa: E402
 
 PAPER = {0.1: [0.03, 0.08, 0.28, 0.60], 1.0: [0.05, 0.09, 0.24, 0.62], 10.0: [0.07, 0.11, 0.21, 0.37]}
-LR = {0.1: 1e-3, 1.0: 3e-3, 10.0: 6e-2}
+# DSBM's OT first pairs (--part dsbm_curve): minibatch entropic OT instead of independent pairs.
+OT_INIT = "model.coupling={_target_:genflow.bridges.entropic_coupling,eps:${model.eps}}"
 
 
 def evaluate(model, bench, var, n_in, n_s):
@@ -48,44 +48,21 @@ def evaluate(model, bench, var, n_in, n_s):
 
 
 def budget(quick: bool) -> dict:
-    """The run's settings, written into numbers.json (cut from the paper's 10k steps for two shared CPU cores)."""
-    if quick:
-        return {
-            "dims": [2, 16],
-            "eps": [1.0],
-            "seeds": [0],
-            "lightsb_steps": {2: 500, 16: 500},
-            "net_eps": [1.0],
-            "net_dims": [2, 16],
-            "net_seeds": [0],
-            "sbcfm_steps": 300,
-            "dsbm_stages": 2,
-            "dsbm_steps_per_stage": 150,
-            "num_inputs": 20,
-            "num_samples": 300,
-            "curve_eps": [1.0],
-            "curve_dims": [2],
-            "curve_stages": 4,
-            "curve_steps_per_stage": 100,
-        }
+    """The run's settings, from the experiment configs (their debug configs if ``quick``), for numbers.json."""
+    names = ("eot_benchmark", "sb_cfm_eot_benchmark", "dsbm_eot_benchmark", "dsbm_eot_benchmark_curve")
+    lightsb, sbcfm, dsbm, curve = (common.compose_run(name, quick=quick) for name in names)
+    fig = OmegaConf.to_container(lightsb.figure)
     return {
-        "dims": [2, 16, 64, 128],
-        "eps": [0.1, 1.0, 10.0],
-        "seeds": [0, 1],
-        "lightsb_steps": {2: 10000, 16: 10000, 64: 10000, 128: 10000},
-        "net_eps": [0.1, 1.0, 10.0],
-        "net_dims": [2, 16, 64, 128],
-        "net_seeds": [0],
-        "sbcfm_steps": 1000,
-        "dsbm_stages": 4,
-        "dsbm_steps_per_stage": 500,
-        "num_inputs": 100,
-        "num_samples": 1000,
-        # --part dsbm_curve: how far DSBM gets with more IMF stages, against bridge matching on the true plan
-        "curve_eps": [0.1, 1.0, 10.0],
-        "curve_dims": [16],
-        "curve_stages": 20,
-        "curve_steps_per_stage": 500,
+        **{k: fig[k] for k in ("dims", "eps", "seeds")},
+        "lightsb_steps": lightsb.train.num_steps,
+        "lightsb_lr": {r["eps"]: r["value"] for r in fig["learning_rate"]},
+        **{k: fig[k] for k in ("net_eps", "net_dims", "net_seeds")},
+        "sbcfm_steps": sbcfm.train.num_steps,
+        "dsbm_stages": dsbm.figure.num_iterations,
+        "dsbm_steps_per_stage": dsbm.train.num_steps,
+        **{k: fig[k] for k in ("num_inputs", "num_samples", "curve_eps", "curve_dims")},
+        "curve_stages": curve.figure.num_iterations,
+        "curve_steps_per_stage": curve.train.num_steps,
     }
 
 
@@ -100,33 +77,38 @@ def exact_floor(bench, var, b):
     return evaluate(bench, bench, var, b["num_inputs"], b["num_samples"])
 
 
-def run_lightsb(eps, dim, seed, b):
+def run_lightsb(eps, dim, seed, b, quick):
     bench, data, var = setting(eps, dim, seed)
-    steps = b["lightsb_steps"][dim]
-    lsb, secs = train_lightsb(bench.source, bench.target, data, eps, lr=LR[eps], steps=steps, seed=seed)
+    lr = f"optim.learning_rate.value={b['lightsb_lr'][eps]}"
+    cfg = common.compose_run("eot_benchmark", [*common.pair_overrides(eps, dim, seed), lr], quick)
+    lsb, secs = common.train_lightsb(cfg, bench.source, bench.target, data)
     cbw = evaluate(lsb, bench, var, b["num_inputs"], b["num_samples"])
     row = {"eps": eps, "dim": dim, "seed": seed, "floor_exact_sampler": exact_floor(bench, var, b)}
-    row["lightsb"] = {"cbw_uvp": cbw, "train_s": secs, "steps": steps}
+    row["lightsb"] = {"cbw_uvp": cbw, "train_s": secs, "steps": cfg.train.num_steps}
     return row
 
 
-def run_networks(row, b, methods=("sb_cfm", "dsbm")):
+def run_networks(row, b, quick, methods=("sb_cfm", "dsbm")):
     """SB-CFM and/or DSBM on the pair of ``row`` (added to it in place)."""
     eps, dim, seed = row["eps"], row["dim"], row["seed"]
     bench, data, var = setting(eps, dim, seed)
     n_in, n_s = b["num_inputs"], b["num_samples"]
     if "sb_cfm" in methods:
-        m, secs = train_sbcfm(bench.source, data, eps, steps=b["sbcfm_steps"], seed=seed)
-        row["sb_cfm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": b["sbcfm_steps"]}
+        cfg = common.compose_run("sb_cfm_eot_benchmark", common.pair_overrides(eps, dim, seed), quick)
+        m, secs = common.train_sbcfm(cfg, bench.source, data)
+        row["sb_cfm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": cfg.train.num_steps}
     if "dsbm" in methods:
-        stages, per_stage = b["dsbm_stages"], b["dsbm_steps_per_stage"]
-        m, secs = train_dsbm(bench.source, data, eps, steps_per_stage=per_stage, stages=stages, seed=seed)
-        row["dsbm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": stages * per_stage}
+        cfg = common.compose_run("dsbm_eot_benchmark", common.pair_overrides(eps, dim, seed), quick)
+        m, secs = common.train_dsbm(cfg, bench.source, data)
+        steps = cfg.figure.num_iterations * cfg.train.num_steps
+        row["dsbm"] = {"cbw_uvp": evaluate(m, bench, var, n_in, n_s), "train_s": secs, "steps": steps}
 
 
-def dsbm_stage_curve(bench, data, var, b, seed, ot_init):
+def dsbm_stage_curve(bench, data, var, b, seed, ot_init, quick):
     """cBW-UVP after every forward IMF stage; ``train_s`` excludes the evaluations."""
-    eps, per = bench.eps, b["curve_steps_per_stage"]
+    overrides = common.pair_overrides(bench.eps, bench.dim, seed) + ([OT_INIT] if ot_init else [])
+    cfg = common.compose_run("dsbm_eot_benchmark_curve", overrides, quick)
+    eps, per = bench.eps, cfg.train.num_steps
     curve, t0, paused = [], time.perf_counter(), 0.0
 
     def watch(stage, direction, model):
@@ -138,12 +120,11 @@ def dsbm_stage_curve(bench, data, var, b, seed, ot_init):
             paused += time.perf_counter() - t
             print(json.dumps({"eps": eps, "dim": bench.dim, "ot_init": ot_init, **curve[-1]}), flush=True)
 
-    train_dsbm(bench.source, data, eps, steps_per_stage=per, stages=b["curve_stages"], seed=seed, callback=watch,
-               ot_init=ot_init)  # fmt: skip
+    common.train_dsbm(cfg, bench.source, data, callback=watch)
     return curve
 
 
-def run_dsbm_curve(eps, dim, seed, b):
+def run_dsbm_curve(eps, dim, seed, b, quick):
     """DSBM against IMF stages, from independent and from minibatch-OT first pairs, and bridge matching on the
     ground-truth plan.
 
@@ -152,12 +133,14 @@ def run_dsbm_curve(eps, dim, seed, b):
     """
     bench, data, var = setting(eps, dim, seed)
     run = {"eps": eps, "dim": dim, "seed": seed}
-    run["dsbm"] = dsbm_stage_curve(bench, data, var, b, seed, ot_init=False)
-    run["dsbm_ot_init"] = dsbm_stage_curve(bench, data, var, b, seed, ot_init=True)
-    plan = BenchmarkPairs(bench, coupled=True)
-    oracle, secs = train_sbcfm(bench.source, plan, eps, steps=b["sbcfm_steps"], seed=seed, ot=False)
+    run["dsbm"] = dsbm_stage_curve(bench, data, var, b, seed, False, quick)
+    run["dsbm_ot_init"] = dsbm_stage_curve(bench, data, var, b, seed, True, quick)
+    cfg = common.compose_run(
+        "sb_cfm_eot_benchmark", [*common.pair_overrides(eps, dim, seed), "model.coupling=null"], quick
+    )
+    oracle, secs = common.train_sbcfm(cfg, bench.source, BenchmarkPairs(bench, coupled=True))
     cbw = evaluate(oracle, bench, var, b["num_inputs"], b["num_samples"])
-    run["bridge_matching_true_plan"] = {"cbw_uvp": cbw, "train_s": secs, "steps": b["sbcfm_steps"]}
+    run["bridge_matching_true_plan"] = {"cbw_uvp": cbw, "train_s": secs, "steps": cfg.train.num_steps}
     return run
 
 
@@ -176,15 +159,13 @@ def plot_dsbm_curve(runs, out):
     ax.set(yscale="log", xlabel="training steps (IMF stages x steps per stage)", ylabel="cBW-UVP (%)")
     ax.set_title("DSBM against IMF stages (EOT-benchmark-style pairs)", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
-    fig.tight_layout()
-    fig.savefig(out / "dsbm_curve.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, out / "dsbm_curve.png")
 
 
-def dsbm_curve_main(b, out):
+def dsbm_curve_main(b, out, quick):
     runs, t_start = [], time.perf_counter()
     for eps, dim in itertools.product(b["curve_eps"], b["curve_dims"]):
-        runs.append(run_dsbm_curve(eps, dim, 0, b))
+        runs.append(run_dsbm_curve(eps, dim, 0, b, quick))
         result = {"label": "EOT-benchmark-style", "budget": b, "runs": runs,
                   "wall_s": time.perf_counter() - t_start, "load_avg": list(os.getloadavg())}  # fmt: skip
         (out / "dsbm_curve.json").write_text(json.dumps(result, indent=2))
@@ -214,15 +195,11 @@ def plot(rows, epss, dims, out):
     # One legend under the panels: inside, it hides the curves that rise to the top right.
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.suptitle("EOT-benchmark-style pairs (seeded; not the official files)")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(out / "cbw_uvp.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, out / "cbw_uvp.png", rect=(0, 0.07, 1, 1))
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", default="scripts/figures/results/eot_benchmark")
-    p.add_argument("--quick", action="store_true")
+    p = common.figure_parser("eot_benchmark")
     p.add_argument(
         "--part",
         choices=("all", "lightsb", "networks", "dsbm_curve"),
@@ -248,7 +225,7 @@ def main():
     if args.part == "dsbm_curve":
         b["curve_eps"] = b["curve_eps"] if args.eps is None else args.eps
         b["curve_dims"] = b["curve_dims"] if args.dims is None else args.dims
-        dsbm_curve_main(b, out)
+        dsbm_curve_main(b, out, args.quick)
         return
     dims, epss = b["dims"], b["eps"]
     rows = []
@@ -284,7 +261,7 @@ def main():
         for eps in epss:
             for dim in dims:
                 for seed in b["seeds"]:
-                    rows.append(run_lightsb(eps, dim, seed, b))
+                    rows.append(run_lightsb(eps, dim, seed, b, args.quick))
                     print(json.dumps(rows[-1]), flush=True)
                     save()
     if args.part in ("all", "networks"):
@@ -293,7 +270,7 @@ def main():
             if row is None:
                 row = {"eps": eps, "dim": dim, "seed": seed}
                 rows.append(row)
-            run_networks(row, b, args.methods)
+            run_networks(row, b, args.quick, args.methods)
             print(json.dumps(row), flush=True)
             save()
 

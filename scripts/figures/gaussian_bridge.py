@@ -7,17 +7,17 @@ independent source/target batches; the error is the cBW-UVP-style average over 5
 ``BW(model conditional, exact Gaussian conditional) / (Var(P1) / 2)`` in % (500 samples per input), and, for the
 closed-form LightSB methods, the max-entry error of the learned conditional covariance ``eps S`` against
 ``eps A^{-1} C``. LightSB and LightSB-M use K=1 with full S (the Gaussian bridge is exactly representable);
-SB-CFM and DSBM an MLP (width 128) with Euler–Maruyama (50 steps). The budgets (:func:`budget`, cut for two
-shared CPU cores) are written into numbers.json; ``train_s`` includes compilation. Writes error_vs_dim.png and
-numbers.json.
+SB-CFM and DSBM an MLP (width 128) with Euler–Maruyama (50 steps). The settings are experiment configs (cut for
+two shared CPU cores): ``gaussian_bridge`` (LightSB, LightSB-M; the dimensions are ``figure.dims``),
+``gaussian_bridge_sb_cfm`` and ``dsbm_eot_benchmark``; ``--quick`` composes ``configs/debug/gaussian_bridge``,
+``sb_cfm_eot_benchmark`` and ``dsbm_eot_benchmark``. The budgets are written into numbers.json; ``train_s``
+includes compilation. Writes error_vs_dim.png and numbers.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -27,16 +27,17 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
+import _bridges_common as common  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bridges_common import train_dsbm, train_lightsb, train_sbcfm  # noqa: E402
-
-from genflow.bridges import GaussianBridge, LightSBKL, LightSBMatching  # noqa: E402
+from genflow.bridges import GaussianBridge  # noqa: E402
 from genflow.data import Paired  # noqa: E402
 from genflow.distributions import Gaussian  # noqa: E402
 from genflow.metrics import bures_wasserstein_sq, sample_mean_cov  # noqa: E402
+
+EPS = 1.0
+OBJECTIVES = {"lightsb": "genflow.bridges.LightSBKL", "lightsb_m": "genflow.bridges.LightSBMatching"}
 
 
 def _spd(rng, d):
@@ -56,17 +57,29 @@ def conditional_error(sample_conditional, gb, n_in=50, n_s=500):
     return 100.0 * (total / n_in) / (0.5 * float(jnp.trace(gb.B)))
 
 
-def budget(quick: bool) -> dict:
-    """The run's settings, written into numbers.json (cut for two shared CPU cores)."""
-    if quick:
-        return {"dims": [2, 8], "lightsb_steps": 500, "sbcfm_steps": 300, "dsbm_stages": 2, "dsbm_steps_per_stage": 150}
-    return {
-        "dims": [2, 8, 32, 64],
-        "lightsb_steps": 3000,
-        "sbcfm_steps": 2000,
-        "dsbm_stages": 4,
-        "dsbm_steps_per_stage": 500,
-    }
+def train_methods(gb, quick, budget):
+    """Every method's conditional error on ``gb`` (and LightSB's covariance error); the step counts go to ``budget``."""
+    src, tgt = Gaussian(gb.a, gb.A), Gaussian(gb.b, gb.B)
+    data, where = Paired(src, tgt), common.pair_overrides(EPS, gb.dim)
+    out = {}
+    for name, objective in OBJECTIVES.items():
+        cfg = common.compose_run("gaussian_bridge", [*where, f"model.objective._target_={objective}"], quick)
+        m, secs = common.train_lightsb(cfg, src, tgt, data)
+        cov_err = float(jnp.max(jnp.abs(m.conditional_params(gb.a[None])[2][0] - gb.conditional(gb.a)[1])))
+        err = conditional_error(m.sample_conditional, gb)
+        out[name] = {"cond_error_pct": err, "cov_max_err": cov_err, "train_s": secs, "steps": cfg.train.num_steps}
+        budget["lightsb_steps"] = cfg.train.num_steps
+    cfg = common.compose_run("gaussian_bridge_sb_cfm", where, quick, debug="sb_cfm_eot_benchmark")
+    m, secs = common.train_sbcfm(cfg, src, data)
+    out["sb_cfm"] = {"cond_error_pct": conditional_error(m.sample_conditional, gb), "train_s": secs}
+    out["sb_cfm"]["steps"] = budget["sbcfm_steps"] = cfg.train.num_steps
+    cfg = common.compose_run("dsbm_eot_benchmark", where, quick)
+    m, secs = common.train_dsbm(cfg, src, data)
+    stages, per_stage = cfg.figure.num_iterations, cfg.train.num_steps
+    budget.update(dsbm_stages=stages, dsbm_steps_per_stage=per_stage)
+    out["dsbm"] = {"cond_error_pct": conditional_error(m.sample_conditional, gb), "train_s": secs}
+    out["dsbm"]["steps"] = stages * per_stage
+    return out
 
 
 def plot(rows, out):
@@ -79,15 +92,11 @@ def plot(rows, out):
     ax.set_xticks(dims, [str(d) for d in dims])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "error_vs_dim.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, out / "error_vs_dim.png")
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", default="scripts/figures/results/gaussian_bridge")
-    p.add_argument("--quick", action="store_true")
+    p = common.figure_parser("gaussian_bridge")
     p.add_argument("--plot-only", action="store_true", help="redraw the figure from --out's numbers.json")
     args = p.parse_args()
     out = Path(args.out)
@@ -95,35 +104,17 @@ def main():
     if args.plot_only:
         plot(json.loads((out / "numbers.json").read_text())["rows"], out)
         return
-    b = budget(args.quick)
-    dims, steps, net_steps = b["dims"], b["lightsb_steps"], b["sbcfm_steps"]
-    rows = []
+    dims = list(common.compose_run("gaussian_bridge", quick=args.quick).figure.dims)
+    rows, b = [], {"dims": dims}
     t_start = time.perf_counter()
     for dim in dims:
         rng = np.random.default_rng(dim)
-        gb = GaussianBridge(np.zeros(dim), _spd(rng, dim), rng.standard_normal(dim), 2 * _spd(rng, dim), 1.0)
-        src, tgt = Gaussian(gb.a, gb.A), Gaussian(gb.b, gb.B)
-        data = Paired(src, tgt)
+        gb = GaussianBridge(np.zeros(dim), _spd(rng, dim), rng.standard_normal(dim), 2 * _spd(rng, dim), EPS)
         row = {"dim": dim, "floor_exact_sampler": conditional_error(gb.sample_conditional, gb)}
-        for name, objective in (("lightsb", LightSBKL()), ("lightsb_m", LightSBMatching())):
-            m, secs = train_lightsb(src, tgt, data, 1.0, k=1, diagonal=False, lr=1e-2, steps=steps, objective=objective)
-            cov_err = float(jnp.max(jnp.abs(m.conditional_params(gb.a[None])[2][0] - gb.conditional(gb.a)[1])))
-            row[name] = {
-                "cond_error_pct": conditional_error(m.sample_conditional, gb),
-                "cov_max_err": cov_err,
-                "train_s": secs,
-                "steps": steps,
-            }
-        m, secs = train_sbcfm(src, data, 1.0, steps=net_steps)
-        err = conditional_error(m.sample_conditional, gb)
-        row["sb_cfm"] = {"cond_error_pct": err, "train_s": secs, "steps": net_steps}
-        stages, per_stage = b["dsbm_stages"], b["dsbm_steps_per_stage"]
-        m, secs = train_dsbm(src, data, 1.0, steps_per_stage=per_stage, stages=stages)
-        err = conditional_error(m.sample_conditional, gb)
-        row["dsbm"] = {"cond_error_pct": err, "train_s": secs, "steps": stages * per_stage}
+        row.update(train_methods(gb, args.quick, b))
         rows.append(row)
         print(json.dumps(row), flush=True)
-        result = {"eps": 1.0, "budget": b, "rows": rows, "wall_s": time.perf_counter() - t_start}
+        result = {"eps": EPS, "budget": b, "rows": rows, "wall_s": time.perf_counter() - t_start}
         result["load_avg"] = list(os.getloadavg())
         (out / "numbers.json").write_text(json.dumps(result, indent=2))
         plot(rows, out)

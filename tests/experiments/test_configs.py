@@ -26,7 +26,9 @@ def test_there_are_experiments():
 SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_digits_cfg", "smd_digits",
                     "flow_smooth_torus", "flow_snf_double_well", "diffusion_digits", "lightsb_eot_benchmark",
                     "flow_realnvp_banana_rkl", "flow_cnf_moons", "flow_mixflow_banana", "dsbm_8gaussians_moons",
-                    "multimarginal", "ode_vs_sde", "fm_digits", "interpolants_couplings",
+                    "multimarginal", "ode_vs_sde", "fm_digits", "interpolants_couplings", "eot_benchmark",
+                    "sb_cfm_eot_benchmark", "dsbm_eot_benchmark", "dsbm_eot_benchmark_curve", "gaussian_bridge",
+                    "gaussian_bridge_sb_cfm",
                     # figure scripts' variants of experiments covered above (multimarginal, smd_gmm_grid, diffusion_2d)
                     "multimarginal_figure", "smd_few_steps", "diffusion_samplers"}  # fmt: skip
 
