@@ -237,6 +237,7 @@ def test_sampling_does_not_recompile():
         draw(model, jax.random.key(i))
 
 
+@pytest.mark.slow  # a statistical training check (15 s); the oracle tests above check the numerics
 def test_training_on_a_2d_gmm_reaches_the_energy_distance_threshold():
     """A 3x64 MLP trained 3000 steps (about 10 s) samples a 3-component 2D GMM to an energy distance below 1e-2
     (measured 3e-3; two exact sample sets of this size are 2e-3 apart, a moment-matched Gaussian 0.16)."""

@@ -29,8 +29,11 @@ SLOW_EXPERIMENTS = {"fm_digits_cfg", "si_inpainting", "si_superres", "diffusion_
                     "multimarginal", "ode_vs_sde", "fm_digits", "interpolants_couplings", "eot_benchmark",
                     "sb_cfm_eot_benchmark", "dsbm_eot_benchmark", "dsbm_eot_benchmark_curve", "gaussian_bridge",
                     "gaussian_bridge_sb_cfm",
-                    # figure scripts' variants of experiments covered above (multimarginal, smd_gmm_grid, diffusion_2d)
-                    "multimarginal_figure", "smd_few_steps", "diffusion_samplers"}  # fmt: skip
+                    # figure scripts' variants of experiments covered above or slow
+                    "multimarginal_figure", "smd_few_steps", "diffusion_samplers", "smooth_flows_torus",
+                    "snf_double_well", "mixflows",
+                    # a family's second and third runs: fm_8gaussians_moons, si_8gaussians_moons and sb_cfm stay fast
+                    "si_ot_coupling", "limited_samples", "lightsb_swiss_roll"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
