@@ -33,14 +33,6 @@ def zero_output_layer(net: eqx.Module) -> eqx.Module:
     return eqx.tree_at(lambda n: (n.out.weight, n.out.bias), net, replace_fn=jnp.zeros_like)
 
 
-def _cond_size(cond_shape: tuple[int, ...] | None) -> int:
-    if cond_shape is None:
-        return 0
-    if len(cond_shape) != 1:
-        raise ValueError(f"cond_shape={cond_shape} is invalid: conditions must be vectors")
-    return cond_shape[0]
-
-
 def make_conditioner(
     in_dim: int, out_dim: int, cond_dim: int, width: int, depth: int, activation: Activation, *, key: PRNGKeyArray
 ) -> MLP:
