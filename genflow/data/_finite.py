@@ -46,9 +46,10 @@ class AbstractFiniteDataset(AbstractDistribution):
 
     def sample(self, key: PRNGKeyArray, num: int) -> Float[Array, "num ..."] | dict[str, Array]:
         """Draw ``num`` examples uniformly with replacement, then ``transform`` them (a dict with labels)."""
-        k_idx, k_x = jax.random.split(key)
-        idx = jax.random.randint(k_idx, (num,), 0, self.num_examples)
-        x = self.transform(k_x, self.examples[idx])
+        # The index draw uses ``key`` itself, so float datasets keep the minibatch stream they had before
+        # ``transform`` existed; the transform's key is folded off it.
+        idx = jax.random.randint(key, (num,), 0, self.num_examples)
+        x = self.transform(jax.random.fold_in(key, 1), self.examples[idx])
         labels = self.example_labels
         return x if labels is None else {"x": x, "cond": labels[idx]}
 
