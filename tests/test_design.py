@@ -18,7 +18,13 @@ import pytest
 import genflow
 
 # Static strings that name data rather than choose behaviour: a toy dataset's name, a split of a real dataset.
-DATA_NAMES = {"genflow.data._toy.Toy2D.name", "genflow.data._finite.Digits.split"}
+DATA_NAMES = {
+    "genflow.data._toy.Toy2D.name",
+    "genflow.data._finite.Digits.split",
+    "genflow.data._images.MNIST.split",
+    "genflow.data._images.FashionMNIST.split",
+    "genflow.data._images.CIFAR10.split",
+}
 
 
 def _module_classes() -> list[type]:

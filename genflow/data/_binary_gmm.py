@@ -5,7 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from genflow.data._finite import AbstractFiniteDataset
 from genflow.distributions import GaussianMixture
@@ -62,3 +62,6 @@ class BinaryGMMSamples(AbstractFiniteDataset):
     @property
     def example_labels(self) -> None:
         return None
+
+    def transform(self, key: PRNGKeyArray, x: Float[Array, "num d"]) -> Float[Array, "num d"]:
+        return x

@@ -1,4 +1,4 @@
-"""Finite datasets held on the device; a minibatch is a random index drawn inside jit."""
+"""Finite datasets held on the device; a minibatch is a random index drawn inside jit, then ``transform``ed."""
 
 from __future__ import annotations
 
@@ -14,31 +14,27 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 from genflow.distributions import AbstractDistribution
 
 
-def _minibatch(
-    key: PRNGKeyArray, num: int, x: Float[Array, "n ..."], labels: Int[Array, " n"] | None
-) -> Float[Array, "num ..."] | dict[str, Array]:
-    """Draw ``num`` examples uniformly with replacement; a dict ``{"x", "cond"}`` when there are labels."""
-    idx = jax.random.randint(key, (num,), 0, x.shape[0])
-    if labels is None:
-        return x[idx]
-    return {"x": x[idx], "cond": labels[idx]}
-
-
 class AbstractFiniteDataset(AbstractDistribution):
     """A finite set of examples held on the device: ``sample`` draws i.i.d. minibatches (with replacement) in jit.
 
-    With labels, ``sample`` returns ``{"x": examples, "cond": labels}``; without, the examples alone.
+    The stored examples may be raw (uint8 pixels); ``transform`` maps a drawn minibatch to the model's inputs inside
+    the same jit (scaling, dequantisation, augmentation), so only the minibatch is ever converted. With labels,
+    ``sample`` returns ``{"x": examples, "cond": labels}``; without, the examples alone.
     """
 
     @property
     @abc.abstractmethod
-    def examples(self) -> Float[Array, "n ..."]:
-        """All examples, shape ``(n, *event_shape)``."""
+    def examples(self) -> Array:
+        """All stored examples, shape ``(n, *event_shape)``, before ``transform``."""
 
     @property
     @abc.abstractmethod
     def example_labels(self) -> Int[Array, " n"] | None:
         """The labels that ``sample`` returns with the examples (None: examples only)."""
+
+    @abc.abstractmethod
+    def transform(self, key: PRNGKeyArray, x: Array) -> Float[Array, "num ..."]:
+        """Map a minibatch of stored examples to the model's inputs (the identity for float data)."""
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -49,7 +45,13 @@ class AbstractFiniteDataset(AbstractDistribution):
         return self.examples.shape[0]
 
     def sample(self, key: PRNGKeyArray, num: int) -> Float[Array, "num ..."] | dict[str, Array]:
-        return _minibatch(key, num, self.examples, self.example_labels)
+        """Draw ``num`` examples uniformly with replacement, then ``transform`` them (a dict with labels)."""
+        # The index draw uses ``key`` itself, so float datasets keep the minibatch stream they had before
+        # ``transform`` existed; the transform's key is folded off it.
+        idx = jax.random.randint(key, (num,), 0, self.num_examples)
+        x = self.transform(jax.random.fold_in(key, 1), self.examples[idx])
+        labels = self.example_labels
+        return x if labels is None else {"x": x, "cond": labels[idx]}
 
 
 class ArrayDataset(AbstractFiniteDataset):
@@ -85,6 +87,9 @@ class ArrayDataset(AbstractFiniteDataset):
     @property
     def example_labels(self) -> Int[Array, " n"] | None:
         return self.labels
+
+    def transform(self, key: PRNGKeyArray, x: Float[Array, "num ..."]) -> Float[Array, "num ..."]:
+        return x
 
 
 _DIGITS_SPLITS = ("train", "test", "all")
@@ -146,3 +151,6 @@ class Digits(AbstractFiniteDataset):
     @property
     def example_labels(self) -> Int[Array, " n"] | None:
         return self.labels if self.conditional else None
+
+    def transform(self, key: PRNGKeyArray, x: Float[Array, "num ..."]) -> Float[Array, "num ..."]:
+        return x

@@ -71,8 +71,8 @@ def test_make_dataset():
     assert isinstance(make_dataset("moons", scale=2.0), Toy2D)
     digits = make_dataset("digits", flatten=True)
     assert isinstance(digits, Digits) and digits.event_shape == (64,)
-    assert set(DATASETS) == {*TOY_DATASETS, "digits"}
+    assert set(DATASETS) == {*TOY_DATASETS, "digits", "mnist", "fashion_mnist", "cifar10"}
     with pytest.raises(ValueError) as info:
-        make_dataset("mnist")
+        make_dataset("imagenet")
     message = str(info.value)
-    assert "'mnist'" in message and all(name in message for name in DATASETS)
+    assert "'imagenet'" in message and all(name in message for name in DATASETS)
