@@ -21,9 +21,8 @@ import genflow
 DATA_NAMES = {
     "genflow.data._toy.Toy2D.name",
     "genflow.data._finite.Digits.split",
-    "genflow.data._images.MNIST.split",
-    "genflow.data._images.FashionMNIST.split",
-    "genflow.data._images.CIFAR10.split",
+    "genflow.data._images.ImageDataset.name",
+    "genflow.data._images.ImageDataset.split",
 }
 
 

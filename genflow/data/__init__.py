@@ -9,7 +9,7 @@ from genflow.data._binary_gmm import BinaryGMMSamples, binary_gmm
 from genflow.data._catalogue import CATALOGUES, CIFAR10_FILES, FASHION_MNIST_FILES, MNIST_FILES
 from genflow.data._factory import DATASETS, make_dataset
 from genflow.data._finite import AbstractFiniteDataset, ArrayDataset, Digits
-from genflow.data._images import CIFAR10, MNIST, AbstractImageDataset, FashionMNIST
+from genflow.data._images import CIFAR10, MNIST, FashionMNIST, ImageDataset
 from genflow.data._paired import Paired
 from genflow.data._sources import (
     ENV_VAR,
@@ -37,7 +37,7 @@ __all__ = [
     "MNIST_FILES",
     "TOY_DATASETS",
     "AbstractFiniteDataset",
-    "AbstractImageDataset",
+    "ImageDataset",
     "ArrayDataset",
     "BinaryGMMSamples",
     "Catalogue",

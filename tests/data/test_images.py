@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import OmegaConf
 
 from genflow.data import (
@@ -17,8 +17,8 @@ from genflow.data import (
     CIFAR10,
     MNIST,
     AbstractFiniteDataset,
-    AbstractImageDataset,
     FashionMNIST,
+    ImageDataset,
     locate,
     make_dataset,
 )
@@ -65,7 +65,7 @@ def test_idx_datasets_hold_uint8_and_labels(mnist_files, cls):
     for split in ("train", "test"):
         data = cls(split, root=root, files=cat, download=False)
         images, labels = arrays[split]
-        assert isinstance(data, AbstractImageDataset) and isinstance(data, AbstractFiniteDataset)
+        assert isinstance(data, ImageDataset) and isinstance(data, AbstractFiniteDataset)
         assert data.pixels.dtype == jnp.uint8 and isinstance(data.pixels, jax.Array)
         np.testing.assert_array_equal(np.asarray(data.pixels), images[:, None])
         np.testing.assert_array_equal(np.asarray(data.labels), labels)
@@ -154,12 +154,13 @@ def test_cifar10_values_and_flips(cifar_files):
 def test_configs_and_factory(mnist_files, cifar_files, name, cls):
     root, _, cat = cifar_files if cls is CIFAR10 else mnist_files
     cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
-    assert get_class(cfg._target_) is cls
+    assert get_method(cfg._target_) is cls
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_"}
     inspect.signature(cls).bind(**kwargs)  # every key is a constructor argument
     data = instantiate(cfg, _partial_=True)(root=root, files=cat, download=False)
-    assert isinstance(data, cls) and data.split == "train" and data.flip == (cls is CIFAR10)
-    assert isinstance(make_dataset(name, split="test", root=root, files=cat, download=False), cls)
+    assert isinstance(data, ImageDataset) and data.name == cat.name and data.split == "train"
+    assert data.flip == (cls is CIFAR10)
+    assert isinstance(make_dataset(name, split="test", root=root, files=cat, download=False), ImageDataset)
 
 
 def _locally(name):
