@@ -116,9 +116,10 @@ class MixedPrecision(AbstractPrecision):
       models draw $t$ and the noise in the data's dtype: bf16 keeps 8 significant bits, so a log-SNR or
       $\alpha_t x_0 + \sigma_t \epsilon$ computed in it would carry relative errors of $2^{-8} \approx 0.4\%$
       before the network is even called;
-    - time embeddings: $\sin(1000\, t\, \omega_k)$ with $t$ rounded to bf16 would move the phase by up to 4 rad
-      at $t \approx 1$. The sinusoid (and Gaussian Fourier features) are computed from fp32 $t$ and enter the
-      network through its first linear layer, which casts them to bf16;
+    - time embeddings: $\sin(1000\, t\, \omega_k)$ with $t$ rounded to bf16 would move the phase by up to 2 rad
+      at $t \approx 1$ (half a bf16 ulp of $t$, $2^{-9}$, times 1000). The sinusoid (and Gaussian Fourier
+      features) are computed from fp32 $t$ and enter the network through its first linear layer, which casts
+      them to bf16;
     - normalisation statistics: equinox's and genflow's norms compute means and variances in fp32 at least.
 
     No loss scaling: bf16 has float32's 8 exponent bits, so gradients that fit in fp32 (down to $10^{-38}$)
@@ -156,7 +157,8 @@ class MixedPrecision(AbstractPrecision):
     def cast(self, model: Any) -> Any:
         """``model`` with its compute layers running in ``compute_dtype`` (a transient copy for one loss call).
 
-        Also usable for bf16 inference: ``precision.cast(state.ema_model).sample(key, n)``.
+        Also usable for bf16 inference, ``precision.cast(state.ema_model).sample(key, n)``: the solver's state
+        stays fp32 and only the network's layers run in bf16.
         """
 
         def wrap(x):

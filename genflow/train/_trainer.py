@@ -9,6 +9,10 @@ Data parallelism: with more than one device the trainer builds a one-axis mesh n
 (``NamedSharding(mesh, P())``) and constrains every sampled batch to ``P('data')``, so each device computes the loss
 on its slice and XLA all-reduces the gradients. The code is the same on 1..N devices; with one device no sharding
 is applied at all.
+
+Precision: the loss inside the step is computed by a precision policy (genflow/train/_precision.py).
+``FullPrecision()``, the default, is the model's own loss; ``MixedPrecision()`` runs the network's layers in bf16
+while the parameters, gradients, optimizer state, EMA and checkpoints stay fp32.
 """
 
 from __future__ import annotations
