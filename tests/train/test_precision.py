@@ -119,6 +119,7 @@ def test_unet_convolutions_compute_in_bf16():
     model, batch = eqx.filter_eval_shape(build), jax.ShapeDtypeStruct((2, 1, 8, 8), jnp.float32)
     jaxpr = jax.make_jaxpr(lambda m, b: MixedPrecision().loss(m, jax.random.key(2), b))(model, batch).jaxpr
     assert _dtypes(jaxpr, "conv_general_dilated") == _dtypes(jaxpr, "dot_general") == {"bfloat16"}
+    assert _dtypes(jaxpr, "reduce_sum") == {"float32"}  # GroupNorm statistics (and the loss's sums) stay fp32
 
 
 def test_full_precision_is_the_plain_loss_bit_for_bit(runs):
@@ -129,7 +130,7 @@ def test_full_precision_is_the_plain_loss_bit_for_bit(runs):
     # FullPrecision() given explicitly: the numbers of the trainer without the option.
     tr = fm_trainer(precision=FullPrecision())
     state, losses, _ = tr.train_chunk(tr.init(flow_matching(), jax.random.key(1)), MOONS)
-    fp32_state, fp32_losses = runs["fp32"]
+    _, fp32_losses = runs["fp32"]
     np.testing.assert_array_equal(losses, fp32_losses[:WINDOW])
     tr_default = fm_trainer()
     assert isinstance(tr_default.precision, FullPrecision)
