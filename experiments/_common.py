@@ -22,12 +22,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genflow.train import Trainer
+from genflow.train import AbstractPrecision, Trainer
+from genflow.train._precision import check_precision
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # What a resumed run must share with the saved one: everything that shapes the checkpoint or the numbers after it.
 RESUME_GROUPS = ("model", "net", "data", "optim", "sampler")
-RESUME_TRAIN_KEYS = ("seed", "batch_size", "steps_per_call", "ema_decay", "ema_warmup")  # unroll may change
+# unroll may change; precision may not (bf16 and fp32 steps differ in the last bits, and more)
+RESUME_TRAIN_KEYS = ("seed", "batch_size", "steps_per_call", "ema_decay", "ema_warmup", "precision")
+# What a run directory saved before a key existed ran with: the Trainer's default.
+RESUME_DEFAULTS = {"precision": {"_target_": "genflow.train.FullPrecision"}}
 RUN_KEYS = ("seed", "resume")  # train.* keys that experiments/train.py reads itself; the rest are Trainer arguments
 
 
@@ -179,14 +183,38 @@ def validate(cfg: DictConfig) -> Any:
             raise ConfigError(f"train.{name}={t[name]!r} is invalid: must be true or false")
     for name in ("num_samples", "num_trajectories"):
         _check_positive_int(cfg.eval, "eval", name)
+    precision = build_precision(cfg)
     # The loop's integers first (the schedule's length depends on them): the Trainer checks them when it is built.
     instantiate_at(_trainer_node(cfg), "train", optimizer=None, run_dir=None)
     build_optimizer(cfg)
     data = build_data(cfg)
     build_sampler(cfg)
     check_net_matches_data(cfg, data)
-    eqx.filter_eval_shape(build_model, cfg, tuple(data.event_shape), jax.random.key(0))
+    model = eqx.filter_eval_shape(build_model, cfg, tuple(data.event_shape), jax.random.key(0))
+    if precision is not None:
+        try:
+            precision.check(model)
+        except ValueError as err:
+            raise ConfigError(f"train.precision: {err}") from err
     return data
+
+
+def build_precision(cfg: DictConfig) -> AbstractPrecision | None:
+    """The precision policy of ``cfg.train.precision`` (``None`` when the key is absent: the Trainer's default)."""
+    node = OmegaConf.select(cfg, "train.precision")
+    if node is None:
+        return None
+    if not OmegaConf.is_dict(node):  # e.g. train.precision=bf16 where the group override train/precision=bf16 was meant
+        raise ConfigError(
+            f"train.precision={node!r} is invalid; allowed: the config group train/precision=full or "
+            "train/precision=bf16, or a node with _target_: genflow.train.FullPrecision or genflow.train.MixedPrecision"
+        )
+    precision = instantiate_at(cfg, "train.precision")
+    try:
+        check_precision(precision)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return precision
 
 
 def _check_int(node: DictConfig, prefix: str, name: str) -> None:
@@ -211,7 +239,10 @@ def check_resumable(cfg: DictConfig, run_dir: Path) -> None:
         return
     saved = OmegaConf.load(saved_path)
     pairs = [(g, saved.get(g), cfg.get(g)) for g in RESUME_GROUPS]
-    pairs += [(f"train.{k}", saved.train.get(k), cfg.train.get(k)) for k in RESUME_TRAIN_KEYS]
+    pairs += [
+        (f"train.{k}", saved.train.get(k, RESUME_DEFAULTS.get(k)), cfg.train.get(k, RESUME_DEFAULTS.get(k)))
+        for k in RESUME_TRAIN_KEYS
+    ]
     for key, old, new in pairs:
         old, new = (OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for v in (old, new))
         if old != new:

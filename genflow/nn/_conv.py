@@ -53,7 +53,9 @@ class GroupNorm(eqx.Module):
 
     $$y = \frac{x - \mu_g}{\sqrt{\sigma_g^2 + \epsilon}} \odot w + b,$$
 
-    with $\mu_g, \sigma_g^2$ over the pixels and the channels of each of ``groups`` channel groups.
+    with $\mu_g, \sigma_g^2$ over the pixels and the channels of each of ``groups`` channel groups. The statistics
+    are taken in float32 or wider (a bf16 input is upcast, as equinox's norms do) and the output has the input's
+    dtype: under bf16 mixed precision the means and variances keep fp32 accuracy.
 
     References:
         Wu & He 2018, "Group normalization".
@@ -72,8 +74,10 @@ class GroupNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, "H W C"]) -> Float[Array, "H W C"]:
         h, w, c = x.shape
-        g = x.reshape(h, w, self.groups, c // self.groups)
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        g = x.astype(dtype).reshape(h, w, self.groups, c // self.groups)
         mean = jnp.mean(g, axis=(0, 1, 3), keepdims=True)
         var = jnp.var(g, axis=(0, 1, 3), keepdims=True)
         g = (g - mean) * jax.lax.rsqrt(var + self.eps)
-        return g.reshape(h, w, c) * self.weight.astype(x.dtype) + self.bias.astype(x.dtype)
+        y = g.reshape(h, w, c) * self.weight.astype(dtype) + self.bias.astype(dtype)
+        return y.astype(x.dtype)

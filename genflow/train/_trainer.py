@@ -9,6 +9,10 @@ Data parallelism: with more than one device the trainer builds a one-axis mesh n
 (``NamedSharding(mesh, P())``) and constrains every sampled batch to ``P('data')``, so each device computes the loss
 on its slice and XLA all-reduces the gradients. The code is the same on 1..N devices; with one device no sharding
 is applied at all.
+
+Precision: the loss inside the step is computed by a precision policy (genflow/train/_precision.py).
+``FullPrecision()``, the default, is the model's own loss; ``MixedPrecision()`` runs the network's layers in bf16
+while the parameters, gradients, optimizer state, EMA and checkpoints stay fp32.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from tqdm.auto import tqdm
 from genflow._base import trainable_filter
 from genflow.train._checkpoint import CheckpointManager
 from genflow.train._logging import MetricsLogger
+from genflow.train._precision import AbstractPrecision, FullPrecision, check_precision
 
 
 def _is_shape(x) -> bool:
@@ -109,13 +114,16 @@ def _train_chunk(
     ema_warmup: bool,
     unroll: int | bool,
     mesh: Mesh | None = None,
+    precision: AbstractPrecision = FullPrecision(),
 ) -> tuple[TrainState, Float[Array, " num_steps"], Bool[Array, ""]]:
     batch_sharding = None if mesh is None else NamedSharding(mesh, P("data"))
     spec = trainable_filter(state.model)
     frozen = eqx.filter(state.model, spec, inverse=True)
 
+    # The policy computes the loss (bf16 layers, say) from the fp32 master parameters; value_and_grad below then
+    # returns fp32 gradients, and the optimizer state, the EMA and the NaN guard all see fp32 numbers.
     def loss_fn(params, key, batch):
-        return eqx.combine(params, frozen).loss(key, batch)
+        return precision.loss(eqx.combine(params, frozen), key, batch)
 
     def body(carry, step):
         params, ema, opt_state, key = carry
@@ -166,6 +174,9 @@ class Trainer:
             end).
         progress: show a tqdm bar with loss and steps/s.
         tensorboard: also log to TensorBoard when tensorboardX is installed.
+        precision: the precision policy of the loss: ``FullPrecision()`` (the default) or
+            ``MixedPrecision(compute_dtype=jnp.bfloat16)`` (bf16 compute; parameters, gradients, optimizer state,
+            EMA and checkpoints stay fp32). See genflow/train/_precision.py and docs/gpu.md.
         mesh: data parallelism. ``"auto"``: a ``'data'`` mesh over all devices when there is more than one, none
             otherwise; ``None``: never shard; or a ``jax.sharding.Mesh`` with a ``'data'`` axis. ``batch_size`` must
             be a multiple of the mesh's size.
@@ -187,8 +198,11 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = False,
         mesh: Mesh | str | None = "auto",
+        precision: AbstractPrecision = FullPrecision(),
     ):
         check_schedule(num_steps, batch_size, steps_per_call, checkpoint_every, eval_every, ema_decay)
+        check_precision(precision)
+        self.precision = precision
         self.mesh = _resolve_mesh(mesh, batch_size)
         self.optimizer = optimizer
         self.num_steps, self.batch_size, self.steps_per_call = num_steps, batch_size, steps_per_call
@@ -204,7 +218,8 @@ class Trainer:
         )
 
     def init(self, model: eqx.Module, key: PRNGKeyArray) -> TrainState:
-        """A fresh state: EMA starts at the initial parameters, step 0."""
+        """A fresh state: EMA starts at the initial parameters, step 0 (the precision policy is checked first)."""
+        self.precision.check(model)
         params = eqx.filter(model, trainable_filter(model))
         return self.replicate(TrainState(model, model, self.optimizer.init(params), jnp.asarray(0, jnp.int32), key))
 
@@ -222,7 +237,16 @@ class Trainer:
         """
         n = self.steps_per_call if num_steps is None else num_steps
         return _train_chunk(
-            data, state, self.optimizer, self.batch_size, n, self.ema_decay, self.ema_warmup, self.unroll, self.mesh
+            data,
+            state,
+            self.optimizer,
+            self.batch_size,
+            n,
+            self.ema_decay,
+            self.ema_warmup,
+            self.unroll,
+            self.mesh,
+            self.precision,
         )
 
     # -- checkpoints ------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -86,6 +87,15 @@ def test_default_config_runs(make_cfg, tmp_path):
         (["sampler=tsit5", "sampler.rtol=-1"], r"sampler: rtol=-1 is invalid: must be a positive number"),
         (["sampler=euler_maruyama"], r"model: .*flow matching samples with an ODE solver"),
         (["+optim._args_.1.weight_decay=0.1"], r"optim: .*adam\(\) got an unexpected keyword argument 'weight_decay'"),
+        (["train.precision=bf16"], r"train\.precision='bf16' is invalid; allowed: the config group train/precision"),
+        (
+            ["train/precision=bf16", "train.precision.compute_dtype=float16"],
+            r"train\.precision: compute_dtype='float16' is invalid: .*allowed: bfloat16, float32 or float64",
+        ),
+        (
+            ["train/precision=bf16", "experiment=lightsb_swiss_roll"],
+            r"train\.precision: .* finds no layer to compute in bfloat16 in LightSB .*allowed for this model: Full",
+        ),
     ],
 )
 def test_bad_config_names_key_value_and_allowed(make_cfg, overrides, match, tmp_path):
@@ -105,6 +115,8 @@ def test_resume_with_a_different_model_is_refused(make_cfg, tmp_path):
         train(make_cfg("optim._args_.0.max_norm=5.0"), tmp_path)
     with pytest.raises(ConfigError, match=r"train\.batch_size=32 differs"):
         train(make_cfg("train.batch_size=32"), tmp_path)
+    with pytest.raises(ConfigError, match=r"train\.precision=.*MixedPrecision.* differs from the run saved"):
+        train(make_cfg("train/precision=bf16"), tmp_path)
     with pytest.raises(ConfigError, match=r"train\.resume=false but .* already holds checkpoints"):
         train(make_cfg("train.resume=false"), tmp_path)
     train(make_cfg("train.eval_every=10"), tmp_path)  # cadence may change
@@ -153,11 +165,14 @@ def test_warmup_longer_than_the_run_is_clamped_with_a_warning(make_cfg):
 
 
 def test_trainer_and_hooks_are_instantiated_from_configs(make_cfg, tmp_path):
-    from genflow.train import SampleHook, Trainer
+    from genflow.train import FullPrecision, MixedPrecision, SampleHook, Trainer
 
     cfg = make_cfg("train.ema_decay=0.99", "eval.num_samples=32")
     trainer = build_trainer(cfg, tmp_path)
     assert isinstance(trainer, Trainer) and trainer.ema_decay == 0.99 and trainer.run_dir == tmp_path
+    assert isinstance(trainer.precision, FullPrecision)
+    bf16 = build_trainer(make_cfg("train/precision=bf16"), tmp_path).precision
+    assert isinstance(bf16, MixedPrecision) and bf16.compute_dtype == jnp.bfloat16
     (hook,) = build_hooks(cfg, validate(cfg), tmp_path)
     assert isinstance(hook, SampleHook) and hook.num_samples == 32
     assert build_hooks(make_cfg("callbacks=none"), None, tmp_path) == []

@@ -123,3 +123,12 @@ def test_channels_last_group_norm_matches_equinox_channels_first():
     ref = eqx.tree_at(lambda n: (n.weight, n.bias), eqx.nn.GroupNorm(4, 12), (jnp.arange(12.0), -jnp.arange(12.0)))
     x = 3 * jax.random.normal(jax.random.key(0), (12, 5, 6)) + 1
     np.testing.assert_allclose(jnp.moveaxis(norm(jnp.moveaxis(x, 0, -1)), -1, 0), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_group_norm_takes_bf16_statistics_in_fp32():
+    # Under bf16 mixed precision the statistics keep fp32 accuracy: the bf16 output is the fp32 result rounded once.
+    norm = eqx.tree_at(lambda n: (n.weight, n.bias), GroupNorm(4, 12), (jnp.arange(12.0), -jnp.arange(12.0)))
+    x = (3 * jax.random.normal(jax.random.key(0), (5, 6, 12)) + 100).astype(jnp.bfloat16)  # mean >> std
+    y = norm(x)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(y, norm(x.astype(jnp.float32)).astype(jnp.bfloat16))
