@@ -101,14 +101,6 @@ def pf_ode_log_prob(
     return LikelihoodTerms(log_prob=logp, prior=prior, delta=logp - prior, nfe=nfe)
 
 
-def dequantize(key: PRNGKeyArray, x: Array, bin_width: float) -> Array:
-    """Uniform dequantization: ``x + (u - 1/2) bin_width`` with ``u ~ U[0, 1)``, so each value fills its own bin.
-
-    ``E_u[log p(x + noise)] - D log(bin_width)`` lower-bounds the log-probability of the discrete value.
-    """
-    return x + (jax.random.uniform(key, x.shape, x.dtype) - 0.5) * bin_width
-
-
 # -- the discrete DDPM variational bound ---------------------------------------------------------------------------
 
 
