@@ -103,10 +103,14 @@ class ImageClassifier(AbstractFeatureExtractor):
         return self.head(self.features(x))
 
 
+@eqx.filter_jit
 def classifier_accuracy(
     classifier: Any, x: Float[Array, "n ..."], labels: Int[Array, " n"], batch_size: int | None = None
 ) -> Scalar:
-    """Fraction of ``x`` that ``classifier`` (per-example logits) assigns to ``labels``, in chunks of ``batch_size``."""
+    """Fraction of ``x`` that ``classifier`` (per-example logits) assigns to ``labels``, in chunks of ``batch_size``.
+
+    8-bit images are scaled to ``[-1, 1]`` first. Jit-compiled (``batch_size`` is static).
+    """
     x = pixels_to_unit_interval(x)
     logits = jax.lax.map(classifier, x, batch_size=batch_size) if batch_size else jax.vmap(classifier)(x)
     return jnp.mean(jnp.argmax(logits, axis=-1) == jnp.asarray(labels))

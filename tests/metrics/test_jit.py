@@ -10,7 +10,6 @@ from genflow.metrics import (
     bw_uvp_samples,
     energy_distance,
     fid,
-    kid,
     mmd,
     nll_bits_per_dim,
     sliced_w2,
@@ -32,7 +31,6 @@ def _all_metrics(key, x, y):
             bw_uvp_samples(x, y),
             nll_bits_per_dim(-jnp.sum(x**2), x.shape[1], dequant_bins=256),
             fid(x, y),
-            *kid(x, y, key, num_subsets=3, subset_size=10),
         ]
     )
 
