@@ -156,8 +156,12 @@ class DiscretizedDecoder(AbstractDecoder):
     """The probability of the data's bin of width ``bin_width`` within ``data_range`` (the end bins extend to
     infinity): the bound is on a discrete NLL (Ho et al. 2020, eq. 13).
 
+    For 8-bit images at ``genflow.metrics.bin_centres(images)`` (``(2k + 1)/256 - 1``), ``bin_width=1/128`` scores
+    the same bins that ``genflow.metrics.image_bits_per_dim`` dequantises into (docs/metrics.md); the bound in nats
+    over ``D log 2`` is then bits/dim of the discrete data, with no offset.
+
     Args:
-        bin_width: the quantization step (1/8 for digits with values p/8 - 1).
+        bin_width: the quantization step (1/8 for digits with values p/8 - 1; 1/128 for 8-bit images on [-1, 1]).
         data_range: the lowest and highest data values.
     """
 

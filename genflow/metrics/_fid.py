@@ -34,7 +34,8 @@ def fid(features_x: Float[Array, "n d"], features_ref: Float[Array, "m d"]) -> S
 
     with sample means and unbiased sample covariances (:func:`frechet_distance`). Biased upwards at finite ``n``:
     for two samples of ``N(0, I_d)`` of size ``n`` each the expectation is ``2d/n + d(d+1)/(2n) + O(n^{-2})``, so
-    compare FIDs only at equal sample sizes. Jit-compiled.
+    compare FIDs only at equal sample sizes. Computed in the features' dtype: in float32 the trace terms cancel to
+    about ``1e-6 tr(Sigma)``, so enable float64 (``jax_enable_x64``) to resolve FIDs smaller than that. Jit-compiled.
 
     References:
         Heusel et al. "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium".
