@@ -14,7 +14,6 @@ from genflow.diffusion._likelihood import (
     LikelihoodTerms,
     VLBTerms,
     ddpm_vlb,
-    dequantize,
     discretized_gaussian_log_prob,
     gaussian_prior_log_prob,
     pf_ode_log_prob,
@@ -84,6 +83,7 @@ from genflow.diffusion._schedules import (
     snap_times,
 )
 from genflow.diffusion._variances import AbstractReverseVariance, BetaVariance, PosteriorVariance
+from genflow.metrics import dequantize  # uniform dequantisation has one home, genflow.metrics; kept here by name
 
 __all__ = [
     "DDIM",

@@ -16,7 +16,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -34,7 +33,6 @@ from genflow.diffusion._likelihood import (
     LikelihoodTerms,
     VLBTerms,
     ddpm_vlb,
-    dequantize,
     pf_ode_log_prob,
 )
 from genflow.diffusion._losses import (
@@ -48,7 +46,7 @@ from genflow.diffusion._parametrizations import AbstractParametrization, Epsilon
 from genflow.diffusion._samplers import AbstractDiffusionSampler, ProbabilityFlow, make_sampler
 from genflow.diffusion._schedules import AbstractSchedule, VPSchedule
 from genflow.diffusion._variances import AbstractReverseVariance, PosteriorVariance
-from genflow.metrics import nll_bits_per_dim
+from genflow.metrics import dequantized_bits_per_dim
 from genflow.nn import ConditionDropout, guided
 from genflow.solvers import AbstractODESolver, DiffraxODE, Solution
 
@@ -228,12 +226,11 @@ class DiffusionModel(AbstractSolvableDensityModel):
         ``solver``, ``divergence``) as in :meth:`log_prob_terms`.
 
         ``x + (u - 1/2) bin_width`` fills each value's bin; ``(-log p(x_deq) - D log bin_width) / (D log 2)``
-        upper-bounds the discrete NLL in expectation over ``u``. Digits (values p/8 - 1) have ``bin_width = 1/8``.
+        upper-bounds the discrete NLL in expectation over ``u`` (:func:`genflow.metrics.dequantized_bits_per_dim`;
+        for 8-bit images, :func:`genflow.metrics.image_bits_per_dim` with ``self.log_prob``). Digits (values
+        p/8 - 1) have ``bin_width = 1/8``.
         """
-        k_deq, k_div = jax.random.split(key)
-        x_deq = dequantize(k_deq, x, bin_width)
-        logp = self.log_prob(x_deq, key=k_div, **opts)
-        return nll_bits_per_dim(logp, math.prod(x.shape[1:]), dequant_bins=2.0 / bin_width)
+        return dequantized_bits_per_dim(lambda z, key: self.log_prob(z, key=key, **opts), x, key, bin_width=bin_width)
 
     @eqx.filter_jit
     def vlb(

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
+from genflow.metrics._features import AbstractFeatureExtractor, extract_features
 from genflow.metrics._kernel import mmd
 from genflow.metrics._utils import flatten_samples, pairwise_sq_dists
 
@@ -20,8 +21,11 @@ ASSET = "digits_classifier.eqx"
 FEATURE_DIM = 64
 
 
-class DigitsClassifier(eqx.Module):
-    """MLP classifier for 8x8 digits in ``[-1, 1]``: 64 -> 256 -> 64 (tanh features) -> 10 logits."""
+class DigitsClassifier(AbstractFeatureExtractor):
+    """MLP classifier for 8x8 digits in ``[-1, 1]``: 64 -> 256 -> 64 (tanh features) -> 10 logits.
+
+    Its tanh layer is a feature space for FID, KID and feature MMD (:class:`AbstractFeatureExtractor`).
+    """
 
     hidden: eqx.nn.Linear
     feature: eqx.nn.Linear
@@ -52,7 +56,7 @@ def load_digits_classifier() -> DigitsClassifier:
 def digits_features(x: Float[Array, "n ..."], classifier: DigitsClassifier | None = None) -> Float[Array, "n 64"]:
     """Classifier features of a batch of digits (``(n, 1, 8, 8)`` or ``(n, 64)``, pixels in ``[-1, 1]``)."""
     classifier = load_digits_classifier() if classifier is None else classifier
-    return jax.vmap(classifier.features)(flatten_samples(x))
+    return extract_features(classifier, flatten_samples(x))
 
 
 def digits_accuracy(x: Float[Array, "n ..."], labels: Int[Array, " n"], classifier=None) -> Scalar:

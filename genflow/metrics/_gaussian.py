@@ -1,4 +1,4 @@
-"""Gaussian optimal transport: the Bures–Wasserstein distance and the BW2-UVP benchmark metric."""
+"""Gaussian optimal transport: the Bures–Wasserstein (Fréchet) distance and the BW2-UVP benchmark metric."""
 
 from __future__ import annotations
 
@@ -42,16 +42,19 @@ def sample_mean_cov(x: Float[Array, "n ..."]) -> tuple[Float[Array, " d"], Float
 
 
 @jax.jit
-def bures_wasserstein_sq(
+def frechet_distance(
     m1: Float[Array, " d"], c1: Float[Array, "d d"], m2: Float[Array, " d"], c2: Float[Array, "d d"]
 ) -> Scalar:
-    r"""Squared 2-Wasserstein distance between two Gaussians (Bures–Wasserstein), in closed form.
+    r"""Fréchet distance between two Gaussians, which is their squared 2-Wasserstein (Bures–Wasserstein) distance.
 
-    $$W_2^2(\mathcal{N}(m_1, C_1), \mathcal{N}(m_2, C_2)) = |m_1 - m_2|^2
+    $$d_F^2 = W_2^2(\mathcal{N}(m_1, C_1), \mathcal{N}(m_2, C_2)) = |m_1 - m_2|^2
     + \operatorname{tr}\!\big(C_1 + C_2 - 2 (C_1^{1/2} C_2 C_1^{1/2})^{1/2}\big).$$
 
     The trace of the inner square root is ``sum_i sqrt(lambda_i)`` over the eigenvalues of the symmetric
-    matrix ``C_1^{1/2} C_2 C_1^{1/2}``, so only symmetric eigendecompositions are used. Jit-compiled.
+    matrix ``C_1^{1/2} C_2 C_1^{1/2}``, so only symmetric eigendecompositions are used (tiny negative
+    eigenvalues from round-off are clipped to 0): no general matrix square root, whose complex round-off
+    the usual ``sqrtm(C_1 C_2)`` route has to discard. FID (:func:`fid`) is this distance between Gaussians
+    fitted to features. Also exported as ``bures_wasserstein_sq``. Jit-compiled.
 
     Returns:
         ``W2^2`` (clipped at 0 against round-off).
@@ -59,12 +62,18 @@ def bures_wasserstein_sq(
     References:
         Dowson, Landau. "The Fréchet distance between multivariate normal distributions". JMVA 1982.
         Bhatia, Jain, Lim. "On the Bures–Wasserstein distance between positive definite matrices". 2019.
+        Heusel, Ramsauer, Unterthiner, Nessler, Hochreiter. "GANs Trained by a Two Time-Scale Update Rule
+        Converge to a Local Nash Equilibrium". NeurIPS 2017.
     """
     s1 = sqrtm_psd(c1)
     inner = _sym(jnp.matmul(jnp.matmul(s1, c2, precision=_HIGHEST), s1, precision=_HIGHEST))
     cross = jnp.sum(safe_sqrt(jnp.linalg.eigvalsh(inner)))
     bw_sq = jnp.sum((m1 - m2) ** 2) + jnp.trace(c1) + jnp.trace(c2) - 2.0 * cross
     return jnp.maximum(bw_sq, 0.0)
+
+
+# The optimal-transport name of the same quantity (one implementation for both).
+bures_wasserstein_sq = frechet_distance
 
 
 @jax.jit

@@ -9,6 +9,7 @@ from genflow.metrics import (
     bw_uvp,
     bw_uvp_samples,
     energy_distance,
+    fid,
     mmd,
     nll_bits_per_dim,
     sliced_w2,
@@ -29,6 +30,7 @@ def _all_metrics(key, x, y):
             bw_uvp(x, mean, cov),
             bw_uvp_samples(x, y),
             nll_bits_per_dim(-jnp.sum(x**2), x.shape[1], dequant_bins=256),
+            fid(x, y),
         ]
     )
 
